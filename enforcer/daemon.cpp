@@ -1,0 +1,202 @@
+#include "enforcer/daemon.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "enforcer/kernel_state.h"
+#include "enforcer/policy_parser.h"
+#include "enforcer/state_store.h"
+#include "enforcer/window_schedule.h"
+
+namespace drawbridge {
+
+Instant now_ms() {
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+namespace {
+
+// A file descriptor that closes itself.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  [[nodiscard]] int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Between edges the daemon still wakes this often to check the table is intact (someone may
+// have run `nft flush ruleset`); it reads only the table header, never the sets.
+constexpr auto kReconcileEvery = std::chrono::minutes(1);
+
+class Daemon {
+ public:
+  explicit Daemon(const DaemonOptions& o)
+      : opt_(o), log_(spdlog::stderr_color_mt("enforcer")) {}
+
+  int run() {
+    auto sock = NetlinkSocket::open();
+    if (!sock.ok()) {
+      log_->critical("{}", sock.error().message);
+      return 1;
+    }
+    writer_.emplace(std::move(*sock));
+    if (!load_policy()) return 1;
+    if (!apply_full("start")) return 1;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, s);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    Fd sigfd(signalfd(-1, &mask, SFD_CLOEXEC));
+    Fd timer(timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC));
+    if (sigfd.get() < 0 || timer.get() < 0) {
+      log_->critical("cannot create signal/timer descriptors: {}", std::strerror(errno));
+      return 1;
+    }
+
+    while (true) {
+      arm(timer.get());
+      pollfd fds[2] = {{sigfd.get(), POLLIN, 0}, {timer.get(), POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        log_->critical("poll failed: {}", std::strerror(errno));
+        return 1;
+      }
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo si{};
+        if (read(sigfd.get(), &si, sizeof si) == sizeof si) {
+          if (si.ssi_signo == SIGHUP) {
+            log_->info("SIGHUP: reloading {}", opt_.policy_path);
+            if (load_policy()) apply_full("reload");
+          } else {
+            log_->info("stopping on signal {}; table inet {} stays in place and open windows "
+                       "still close on their kernel timeouts",
+                       si.ssi_signo, opt_.compile.table);
+            return 0;
+          }
+        }
+      }
+      if (fds[1].revents & POLLIN) {
+        std::uint64_t expirations = 0;
+        const ssize_t n = read(timer.get(), &expirations, sizeof expirations);
+        if (n < 0 && errno == ECANCELED) {
+          // The wall clock was set: element timeouts run on kernel time and no longer match the
+          // windows, so recompute every timeout from scratch.
+          log_->warn("system clock changed; re-applying with fresh window timeouts");
+          apply_full("clock change");
+        } else {
+          tick();
+        }
+      }
+    }
+  }
+
+ private:
+  bool load_policy() {
+    auto parsed = parse_policy_file(opt_.policy_path);
+    if (!parsed.ok()) {
+      log_->error("policy {} rejected, keeping what is applied:\n{}", opt_.policy_path,
+                  parsed.diagnostics.str());
+      return false;
+    }
+    policy_ = std::move(parsed.policy);
+    return true;
+  }
+
+  bool apply_full(const char* why) {
+    const auto plan = compile(*policy_, now_ms(), opt_.compile);
+    next_reconcile_ = plan.compiled_at + kReconcileEvery;
+    auto r = writer_->replace(plan);
+    if (!r.ok()) {
+      log_->error("{}: applying serial {} failed, the kernel kept its previous state: {}", why,
+                  policy_->serial, r.error().message);
+      return false;
+    }
+    log_open(plan, why);
+    auto saved = save_applied(opt_.state_dir, AppliedState{opt_.compile.table, policy_->site,
+                                                           policy_->serial, opt_.policy_path,
+                                                           plan.compiled_at, policy_->expires});
+    if (!saved.ok()) log_->error("applied, but could not record it: {}", saved.error().message);
+    return true;
+  }
+
+  void tick() {
+    const Instant now = now_ms();
+    if (now >= next_reconcile_) {
+      next_reconcile_ = now + kReconcileEvery;
+      auto table = writer_->socket().read_table(opt_.compile.table);
+      if (table.ok() && (!table->exists || table->flags != 0)) {
+        log_->error("table inet {} was removed or altered by someone else; restoring it",
+                    opt_.compile.table);
+        apply_full("restore");
+        return;
+      }
+    }
+    const auto plan = compile(*policy_, now, opt_.compile);
+    auto r = writer_->update_windows(plan);
+    if (!r.ok()) {
+      log_->error("updating windows failed: {}", r.error().message);
+      return;
+    }
+    const auto& st = writer_->last_stats();
+    if (st.added || st.deleted || !st.incremental) log_open(plan, "window edge");
+  }
+
+  void log_open(const RulesetPlan& plan, const char* why) {
+    const auto& st = writer_->last_stats();
+    log_->info("{}: site {} serial {}: {} ({} messages, {} bytes{})", why, plan.site, plan.serial,
+               st.incremental ? "windows updated" : "table replaced", st.messages, st.bytes,
+               st.incremental ? fmt::format(", +{} −{} elements", st.added, st.deleted) : "");
+    for (const auto& o : plan.openings) {
+      log_->info("  open: link {} {} until {}", o.link,
+                 o.ticket ? "grant " + *o.ticket : std::string("window"), format_instant(o.until));
+    }
+    if (plan.expired) log_->warn("policy serial {} has expired: all provider access is closed", plan.serial);
+  }
+
+  void arm(int timer) {
+    Instant wake = next_reconcile_;
+    if (auto edge = next_edge(*policy_, now_ms())) wake = std::min(wake, *edge);
+    const auto since_epoch = wake.time_since_epoch();
+    itimerspec its{};
+    its.it_value.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();
+    its.it_value.tv_nsec = (since_epoch.count() % 1000) * 1'000'000;
+    if (timerfd_settime(timer, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, nullptr) != 0) {
+      log_->error("cannot arm the window timer: {}", std::strerror(errno));
+    }
+  }
+
+  DaemonOptions opt_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::optional<NftablesWriter> writer_;
+  std::optional<Policy> policy_;
+  Instant next_reconcile_{};
+};
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& options) {
+  try {
+    return Daemon(options).run();
+  } catch (const std::exception& e) {
+    spdlog::critical("enforcer stopped: {}", e.what());
+    return 1;
+  }
+}
+
+}  // namespace drawbridge

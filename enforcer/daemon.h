@@ -1,0 +1,25 @@
+// `run`: the enforcer daemon. It applies the local policy, then sleeps until the next window
+// edge (timerfd on the real-time clock, woken early by clock changes), opens or closes windows
+// incrementally, reloads on SIGHUP and stops on SIGTERM leaving the table in place.
+// Closing never depends on it: open elements carry kernel timeouts.
+#pragma once
+
+#include <string>
+
+#include "enforcer/ruleset_plan.h"
+
+namespace drawbridge {
+
+struct DaemonOptions {
+  std::string policy_path;
+  CompileOptions compile;
+  std::string state_dir;
+};
+
+// Returns the process exit code.
+int run_daemon(const DaemonOptions& options);
+
+// The current time at the resolution of nftables timeouts.
+Instant now_ms();
+
+}  // namespace drawbridge

@@ -1,0 +1,25 @@
+// The enforcer's own configuration file (TOML). Every key is documented in docs/configuration.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.h"
+
+namespace drawbridge {
+
+struct EnforcerConfig {
+  std::string policy;                          // path of the local policy file
+  std::string table = "drawbridge";            // nftables table (family inet) it owns
+  std::uint16_t log_group = 100;               // NFLOG group of denied packets
+  int priority = -10;                          // of its base chains (filter = 0)
+  std::string state_dir = "/var/lib/drawbridge";
+};
+
+// Reads a config file; unknown keys and wrong types are errors with file:line:col.
+Result<EnforcerConfig> load_config(const std::string& path);
+
+// Table names end up in nft commands and file names: keep them plain.
+Result<void> check_table_name(const std::string& name);
+
+}  // namespace drawbridge

@@ -1,0 +1,167 @@
+#include "enforcer/kernel_state.h"
+
+#include <linux/netfilter/nf_tables.h>
+
+#include <map>
+
+namespace drawbridge {
+
+namespace {
+
+bool same_structure(const RulesetPlan& a, const RulesetPlan& b) {
+  if (a.table != b.table || a.log_group != b.log_group || a.sets.size() != b.sets.size() ||
+      a.chains.size() != b.chains.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.sets.size(); ++i) {
+    const auto& x = a.sets[i];
+    const auto& y = b.sets[i];
+    if (x.name != y.name || x.shape != y.shape || x.family != y.family ||
+        x.verdict_map != y.verdict_map || x.has_timeouts != y.has_timeouts) {
+      return false;
+    }
+    if (!x.has_timeouts && x.elements != y.elements) return false;
+  }
+  for (std::size_t i = 0; i < a.chains.size(); ++i) {
+    const auto& x = a.chains[i];
+    const auto& y = b.chains[i];
+    if (x.name != y.name || x.rules.size() != y.rules.size() || x.comment != y.comment) return false;
+    for (std::size_t r = 0; r < x.rules.size(); ++r) {
+      const auto& p = x.rules[r];
+      const auto& q = y.rules[r];
+      if (p.key != q.key || p.set != q.set || p.family != q.family || p.reply_only != q.reply_only ||
+          p.log_prefix != q.log_prefix || p.verdict != q.verdict || p.verdict_map != q.verdict_map) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// An open element by its key, with the absolute instant it closes.
+struct OpenEntry {
+  SetElement element;
+  Instant until;
+};
+using OpenKey = std::pair<std::optional<AddressRange>, std::optional<PortRange>>;
+
+std::map<OpenKey, OpenEntry> open_entries(const SetPlan& set, Instant at) {
+  std::map<OpenKey, OpenEntry> out;
+  for (const auto& e : set.elements) {
+    const Instant until = e.timeout ? at + *e.timeout : Instant::max();
+    out[{e.address, e.service}] = {e, until};
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<NftBatch> NftablesWriter::replacement(const RulesetPlan& plan) {
+  auto existing = sock_.read_table(plan.table);
+  if (!existing.ok()) return existing.error();
+  NftBatch batch;
+  batch.add_table(plan.table);
+  // Flush every chain first so that no rule still references a set or chain deleted below;
+  // then sets (their verdict elements reference chains), then chains.
+  for (const auto& c : existing->chains) batch.flush_chain(plan.table, c.name);
+  for (const auto& s : existing->sets) batch.delete_set(plan.table, s);
+  for (const auto& c : existing->chains) {
+    bool keep = false;
+    if (c.base) {
+      // A base chain stays hooked when the plan has it with the same hook and priority.
+      const auto* p = plan.chain(c.name);
+      keep = p && p->hook &&
+             c.hook == (p->hook->point == Hook::Point::forward ? 2u /*NF_INET_FORWARD*/ : 1u /*NF_INET_LOCAL_IN*/) &&
+             c.priority == p->hook->priority;
+    }
+    if (!keep) batch.delete_chain(plan.table, c.name);
+  }
+  // Chains before sets: verdict map elements name their target chains.
+  for (const auto& c : plan.chains) batch.add_chain(plan.table, c);
+  for (const auto& s : plan.sets) batch.add_set(plan.table, s);
+  for (const auto& c : plan.chains) {
+    for (const auto& r : c.rules) batch.add_rule(plan.table, c.name, r, plan.log_group);
+  }
+  return batch;
+}
+
+Result<void> NftablesWriter::replace(const RulesetPlan& plan) {
+  auto batch = replacement(plan);
+  if (!batch.ok()) return batch.error();
+  stats_ = ApplyStats{batch->message_count(), batch->size_bytes(), 0, 0, false};
+  auto sent = sock_.send(*batch, true);
+  if (!sent.ok()) {
+    committed_.reset();  // the kernel kept its previous state, which we may not know exactly
+    return sent;
+  }
+  committed_ = plan;
+  return {};
+}
+
+Result<void> NftablesWriter::validate(const RulesetPlan& plan) {
+  auto batch = replacement(plan);
+  if (!batch.ok()) return batch.error();
+  return sock_.send(*batch, false);
+}
+
+Result<void> NftablesWriter::update_windows(const RulesetPlan& plan) {
+  if (!committed_ || !same_structure(*committed_, plan)) return replace(plan);
+  const Instant now = plan.compiled_at;
+  NftBatch batch;
+  std::size_t added = 0, deleted = 0;
+  for (std::size_t i = 0; i < plan.sets.size(); ++i) {
+    const SetPlan& want = plan.sets[i];
+    if (!want.has_timeouts) continue;
+    auto have = open_entries(committed_->sets[i], committed_->compiled_at);
+    const auto need = open_entries(want, now);
+    std::vector<SetElement> to_delete, to_add;
+    for (const auto& [key, entry] : have) {
+      if (entry.until <= now) continue;  // already expired in the kernel
+      const auto it = need.find(key);
+      if (it == need.end() || it->second.until != entry.until ||
+          it->second.element.verdict != entry.element.verdict) {
+        to_delete.push_back(entry.element);
+      }
+    }
+    for (const auto& [key, entry] : need) {
+      const auto it = have.find(key);
+      if (it == have.end() || it->second.until <= now || it->second.until != entry.until ||
+          it->second.element.verdict != entry.element.verdict) {
+        to_add.push_back(entry.element);
+      }
+    }
+    // Delete and re-add in one transaction: the element's timeout is refreshed on every kernel
+    // and there is no instant where the key is absent.
+    batch.delete_elements(plan.table, want, to_delete);
+    batch.add_elements(plan.table, want, to_add);
+    added += to_add.size();
+    deleted += to_delete.size();
+  }
+  stats_ = ApplyStats{batch.message_count(), batch.size_bytes(), added, deleted, true};
+  if (batch.empty()) {
+    committed_ = plan;
+    return {};
+  }
+  auto sent = sock_.send(batch, true);
+  if (!sent.ok()) {
+    // Someone changed the table behind our back, or an element expired in the meantime:
+    // reconcile by replacing everything.
+    return replace(plan);
+  }
+  committed_ = plan;
+  return {};
+}
+
+Result<bool> NftablesWriter::remove_table(const std::string& table) {
+  auto existing = sock_.read_table(table);
+  if (!existing.ok()) return existing.error();
+  if (!existing->exists) return false;
+  NftBatch batch;
+  batch.delete_table(table);
+  auto sent = sock_.send(batch, true);
+  if (!sent.ok()) return sent.error();
+  committed_.reset();
+  return true;
+}
+
+}  // namespace drawbridge

@@ -1,0 +1,56 @@
+// The enforcer's model of what it committed to the kernel, and the only ways it changes it:
+// a whole-table replacement in one transaction, or an incremental update of open windows.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "enforcer/netlink_batch.h"
+#include "enforcer/ruleset_plan.h"
+
+namespace drawbridge {
+
+// The narrow interface the daemon and the CLI use to change the kernel.
+class RulesetWriter {
+ public:
+  virtual ~RulesetWriter() = default;
+  // Replaces the table's contents with `plan` in one transaction: old state or new, never a mix.
+  // The table itself is never deleted (that would open the gateway for the length of a gap).
+  virtual Result<void> replace(const RulesetPlan& plan) = 0;
+  // Opens/closes windows: adds and deletes only the open elements that differ from what was
+  // committed. Anything else differing, or a failure, falls back to replace().
+  virtual Result<void> update_windows(const RulesetPlan& plan) = 0;
+};
+
+struct ApplyStats {
+  std::size_t messages = 0;
+  std::size_t bytes = 0;
+  std::size_t added = 0;    // elements added (update_windows)
+  std::size_t deleted = 0;  // elements deleted (update_windows)
+  bool incremental = false;
+};
+
+class NftablesWriter final : public RulesetWriter {
+ public:
+  explicit NftablesWriter(NetlinkSocket socket) : sock_(std::move(socket)) {}
+
+  Result<void> replace(const RulesetPlan& plan) override;
+  Result<void> update_windows(const RulesetPlan& plan) override;
+  // Checks the whole replacement in the kernel without committing it.
+  Result<void> validate(const RulesetPlan& plan);
+  // Deletes the table (`flush`); false when there was none.
+  Result<bool> remove_table(const std::string& table);
+
+  [[nodiscard]] const ApplyStats& last_stats() const { return stats_; }
+  NetlinkSocket& socket() { return sock_; }
+
+ private:
+  Result<NftBatch> replacement(const RulesetPlan& plan);
+
+  NetlinkSocket sock_;
+  std::optional<RulesetPlan> committed_;
+  ApplyStats stats_;
+};
+
+}  // namespace drawbridge

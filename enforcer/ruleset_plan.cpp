@@ -1,0 +1,385 @@
+#include "enforcer/ruleset_plan.h"
+
+#include <algorithm>
+#include <map>
+
+#include "enforcer/interval_union.h"
+#include "enforcer/window_schedule.h"
+
+namespace drawbridge {
+
+std::vector<AddressRange> merge_ranges(std::vector<AddressRange> ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<AddressRange> out;
+  for (const auto& r : ranges) {
+    if (!out.empty() && out.back().family() == r.family()) {
+      auto& back = out.back();
+      const auto after = back.last.next();
+      if (r.first <= back.last || (after && *after == r.first)) {
+        back.last = std::max(back.last, r.last);
+        continue;
+      }
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::vector<PortRange> merge_ports(std::vector<PortRange> ports) {
+  std::sort(ports.begin(), ports.end());
+  std::vector<PortRange> out;
+  for (const auto& p : ports) {
+    if (!out.empty() && out.back().protocol == p.protocol &&
+        static_cast<unsigned>(p.first) <= static_cast<unsigned>(out.back().last) + 1) {
+      out.back().last = std::max(out.back().last, p.last);
+      continue;
+    }
+    out.push_back(p);
+  }
+  return out;
+}
+
+std::string_view deny_reason_name(DenyReason r) {
+  switch (r) {
+    case DenyReason::outside_window: return "outside-window";
+    case DenyReason::unapproved_source: return "unapproved-source";
+    case DenyReason::unapproved_host: return "unapproved-host";
+    case DenyReason::unapproved_port: return "unapproved-port";
+    case DenyReason::policy_expired: return "policy-expired";
+  }
+  return "unknown";
+}
+
+std::string log_prefix(DenyReason reason, std::string_view subject) {
+  return "drawbridge:" + std::string(deny_reason_name(reason)) + ":" + std::string(subject);
+}
+
+const SetPlan* RulesetPlan::set(std::string_view name) const {
+  for (const auto& s : sets) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+const ChainPlan* RulesetPlan::chain(std::string_view name) const {
+  for (const auto& c : chains) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+namespace {
+
+const Family kFamilies[] = {Family::v4, Family::v6};
+const Direction kDirections[] = {Direction::inbound, Direction::outbound};
+
+std::string fam_suffix(Family f) { return f == Family::v4 ? "_v4" : "_v6"; }
+
+// nft identifiers may not contain '-'; the chain comment keeps the real name.
+std::string identifier(std::string_view name) {
+  std::string s(name);
+  for (auto& c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') c = '_';
+  }
+  return s;
+}
+
+struct Names {
+  std::vector<std::string> provider_chain;  // by provider index
+  std::vector<std::string> link_chain;      // by link index (prefix for _allow/_closed/_foreign)
+};
+
+Names make_names(const Policy& p) {
+  Names n;
+  for (std::size_t i = 0; i < p.providers.size(); ++i) {
+    n.provider_chain.push_back("p" + std::to_string(i + 1) + "_" + identifier(p.providers[i].name));
+  }
+  for (std::size_t j = 0; j < p.links.size(); ++j) {
+    n.link_chain.push_back("l" + std::to_string(j + 1) + "_" + identifier(p.links[j].name));
+  }
+  return n;
+}
+
+std::vector<AddressRange> of_family(const std::vector<AddressRange>& v, Family f) {
+  std::vector<AddressRange> out;
+  for (const auto& r : v) {
+    if (r.family() == f) out.push_back(r);
+  }
+  return out;
+}
+
+Verdict go_to(std::string chain) { return Verdict{Verdict::Kind::go_to, std::move(chain)}; }
+
+// The open element for a piece of a link: which link it belongs to and when it closes.
+struct OpenValue {
+  Instant until;
+  std::size_t link;
+  bool operator==(const OpenValue&) const = default;
+};
+
+std::vector<Opening> openings_at(const Policy& policy, const Link& link, Instant now) {
+  std::vector<Opening> out;
+  if (policy.expires && now >= *policy.expires) return out;
+  if (auto until = recurring_open_until(policy, link, now)) {
+    out.push_back(Opening{link.name, link.provider, link.direction, std::nullopt, link.hosts, *until});
+  }
+  for (const auto& g : policy.grants) {
+    if (g.link != link.name || now < g.from || now >= g.until) continue;
+    Instant until = g.until;
+    if (policy.expires) until = std::min(until, *policy.expires);
+    out.push_back(Opening{link.name, link.provider, link.direction, g.ticket,
+                          g.hosts.empty() ? link.hosts : g.hosts, until});
+  }
+  return out;
+}
+
+RulePlan lookup(Family f, std::vector<Field> key, std::string set, bool vmap) {
+  RulePlan r;
+  r.family = f;
+  r.key = std::move(key);
+  r.set = std::move(set);
+  r.verdict_map = vmap;
+  return r;
+}
+
+RulePlan log_drop(std::string prefix) {
+  RulePlan r;
+  r.counter = true;
+  r.log_prefix = std::move(prefix);
+  r.verdict = Verdict{Verdict::Kind::drop, {}};
+  return r;
+}
+
+// A lookup whose match is denied: counted, logged with `prefix`, dropped.
+RulePlan denied_lookup(RulePlan r, std::string prefix) {
+  r.counter = true;
+  r.log_prefix = std::move(prefix);
+  r.verdict = Verdict{Verdict::Kind::drop, {}};
+  return r;
+}
+
+class Compiler {
+ public:
+  Compiler(const Policy& p, Instant now, const CompileOptions& o)
+      : policy_(p), now_(now), opt_(o), names_(make_names(p)) {}
+
+  RulesetPlan run() {
+    plan_.table = opt_.table;
+    plan_.log_group = opt_.log_group;
+    plan_.site = policy_.site;
+    plan_.serial = policy_.serial;
+    plan_.compiled_at = now_;
+    plan_.expired = policy_.expires && now_ >= *policy_.expires;
+    for (const auto& link : policy_.links) {
+      auto o = openings_at(policy_, link, now_);
+      plan_.openings.insert(plan_.openings.end(), o.begin(), o.end());
+    }
+    add_gate_sets();
+    for (std::size_t i = 0; i < policy_.providers.size(); ++i) add_provider(i);
+    add_link_chains();
+    add_gate_and_base_chains();
+    return std::move(plan_);
+  }
+
+ private:
+  std::size_t provider_index(std::string_view name) const {
+    for (std::size_t i = 0; i < policy_.providers.size(); ++i) {
+      if (policy_.providers[i].name == name) return i;
+    }
+    return 0;  // unreachable for a validated policy
+  }
+
+  void add_gate_sets() {
+    for (Family f : kFamilies) {
+      SetPlan providers{"providers" + fam_suffix(f), KeyShape::address, f, true, false, {}};
+      std::vector<std::pair<AddressRange, std::size_t>> owned;
+      for (std::size_t i = 0; i < policy_.providers.size(); ++i) {
+        for (const auto& r : merge_ranges(of_family(policy_.providers[i].addresses, f))) {
+          owned.push_back({r, i});
+        }
+      }
+      std::sort(owned.begin(), owned.end());
+      for (const auto& [r, i] : owned) {
+        providers.elements.push_back({r, std::nullopt, go_to(names_.provider_chain[i]), std::nullopt});
+      }
+      plan_.sets.push_back(std::move(providers));
+
+      // Non-provider traffic to a linked host and port: attributed to the first link covering it.
+      std::vector<Box<std::size_t>> boxes;
+      for (std::size_t j = 0; j < policy_.links.size(); ++j) {
+        const auto& link = policy_.links[j];
+        if (link.direction != Direction::inbound) continue;
+        for (const auto& h : of_family(link.hosts, f)) {
+          for (const auto& port : link.ports) boxes.push_back({h, port, j});
+        }
+      }
+      SetPlan linked{"linked" + fam_suffix(f), KeyShape::address_service, f, true, false, {}};
+      for (const auto& b : disjoint_boxes(boxes, [](auto a, auto b) { return std::min(a, b); })) {
+        linked.elements.push_back(
+            {b.address, b.service, go_to(names_.link_chain[b.value] + "_foreign"), std::nullopt});
+      }
+      plan_.sets.push_back(std::move(linked));
+    }
+    SetPlan guarded{"guarded", KeyShape::service, Family::v4, false, false, {}};
+    for (const auto& p : merge_ports(policy_.guard.ports)) {
+      guarded.elements.push_back({std::nullopt, p, std::nullopt, std::nullopt});
+    }
+    plan_.sets.push_back(std::move(guarded));
+  }
+
+  void add_provider(std::size_t i) {
+    const Provider& provider = policy_.providers[i];
+    const std::string& chain_name = names_.provider_chain[i];
+    const std::string set_prefix = "p" + std::to_string(i + 1);
+    ChainPlan chain{chain_name, std::nullopt, {}, "provider " + provider.name};
+    std::vector<RulePlan> allow, closed, hosts;
+
+    for (Family f : kFamilies) {
+      std::vector<AddressRange> all_hosts;
+      for (Direction d : kDirections) {
+        const bool in = d == Direction::inbound;
+        std::vector<Box<OpenValue>> open_boxes;
+        std::vector<Box<std::size_t>> scope_boxes;
+        bool any = false;
+        for (std::size_t j = 0; j < policy_.links.size(); ++j) {
+          const Link& link = policy_.links[j];
+          if (link.provider != provider.name || link.direction != d) continue;
+          const auto link_hosts = of_family(link.hosts, f);
+          if (link_hosts.empty()) continue;
+          any = true;
+          all_hosts.insert(all_hosts.end(), link_hosts.begin(), link_hosts.end());
+          for (const auto& h : link_hosts) {
+            for (const auto& port : link.ports) scope_boxes.push_back({h, port, j});
+          }
+          for (const auto& o : openings_at(policy_, link, now_)) {
+            for (const auto& h : of_family(o.hosts, f)) {
+              for (const auto& port : link.ports) open_boxes.push_back({h, port, {o.until, j}});
+            }
+          }
+        }
+        if (!any) continue;
+
+        const std::string dir = in ? "_in" : "_out";
+        SetPlan open{set_prefix + dir + fam_suffix(f), KeyShape::address_service, f, true, true, {}};
+        const auto later = [](const OpenValue& a, const OpenValue& b) {
+          return OpenValue{std::max(a.until, b.until), std::min(a.link, b.link)};
+        };
+        for (const auto& b : disjoint_boxes(open_boxes, later)) {
+          SetElement e{b.address, b.service, go_to(names_.link_chain[b.value.link] + "_allow"),
+                       std::nullopt};
+          if (b.value.until != Instant::max()) {
+            e.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(b.value.until - now_);
+          }
+          open.elements.push_back(std::move(e));
+        }
+        SetPlan scope{set_prefix + "_scope" + dir + fam_suffix(f), KeyShape::address_service, f,
+                      true, false, {}};
+        for (const auto& b : disjoint_boxes(scope_boxes, [](auto a, auto b) { return std::min(a, b); })) {
+          scope.elements.push_back(
+              {b.address, b.service, go_to(names_.link_chain[b.value] + "_closed"), std::nullopt});
+        }
+
+        // Inbound: provider → host:port, replies host:port → provider.
+        // Outbound: host → provider:port, replies provider:port → host.
+        const Field host_forward = in ? Field::daddr : Field::saddr;
+        const Field host_reply = in ? Field::saddr : Field::daddr;
+        auto fwd = lookup(f, {host_forward, Field::l4proto, Field::dport}, open.name, true);
+        auto rep = lookup(f, {host_reply, Field::l4proto, Field::sport}, open.name, true);
+        rep.reply_only = true;  // only conntrack replies may come from the service port
+        allow.push_back(std::move(fwd));
+        allow.push_back(std::move(rep));
+        closed.push_back(lookup(f, {host_forward, Field::l4proto, Field::dport}, scope.name, true));
+        closed.push_back(lookup(f, {host_reply, Field::l4proto, Field::sport}, scope.name, true));
+        plan_.sets.push_back(std::move(open));
+        plan_.sets.push_back(std::move(scope));
+      }
+      if (all_hosts.empty()) continue;
+      SetPlan host_set{set_prefix + "_hosts" + fam_suffix(f), KeyShape::address, f, false, false, {}};
+      for (const auto& r : merge_ranges(all_hosts)) {
+        host_set.elements.push_back({r, std::nullopt, std::nullopt, std::nullopt});
+      }
+      for (Field fld : {Field::daddr, Field::saddr}) {
+        hosts.push_back(denied_lookup(lookup(f, {fld}, host_set.name, false),
+                                      log_prefix(DenyReason::unapproved_port, "provider/" + provider.name)));
+      }
+      plan_.sets.push_back(std::move(host_set));
+    }
+
+    for (auto* group : {&allow, &closed, &hosts}) {
+      for (auto& r : *group) chain.rules.push_back(std::move(r));
+    }
+    // The provider reaching another provider's link host: attributed to that link.
+    for (Family f : kFamilies) {
+      chain.rules.push_back(
+          lookup(f, {Field::daddr, Field::l4proto, Field::dport}, "linked" + fam_suffix(f), true));
+    }
+    chain.rules.push_back(
+        log_drop(log_prefix(DenyReason::unapproved_host, "provider/" + provider.name)));
+    plan_.chains.push_back(std::move(chain));
+  }
+
+  void add_link_chains() {
+    for (std::size_t j = 0; j < policy_.links.size(); ++j) {
+      const Link& link = policy_.links[j];
+      const std::string& base = names_.link_chain[j];
+      const std::string subject = "link/" + link.name;
+      RulePlan allow;
+      allow.counter = true;
+      allow.verdict = Verdict{Verdict::Kind::accept, {}};
+      plan_.chains.push_back({base + "_allow", std::nullopt, {allow}, "link " + link.name + " open"});
+      const auto reason = plan_.expired ? DenyReason::policy_expired : DenyReason::outside_window;
+      plan_.chains.push_back({base + "_closed", std::nullopt,
+                              {log_drop(log_prefix(reason, subject))},
+                              "link " + link.name + " closed"});
+      if (link.direction == Direction::inbound) {
+        plan_.chains.push_back(
+            {base + "_foreign", std::nullopt,
+             {log_drop(log_prefix(DenyReason::unapproved_source, subject))},
+             "link " + link.name + " from elsewhere"});
+      }
+    }
+  }
+
+  void add_gate_and_base_chains() {
+    ChainPlan gate{"gate", std::nullopt, {}, "provider traffic, linked and guarded services"};
+    for (Field fld : {Field::saddr, Field::daddr}) {
+      for (Family f : kFamilies) {
+        gate.rules.push_back(lookup(f, {fld}, "providers" + fam_suffix(f), true));
+      }
+    }
+    for (Family f : kFamilies) {
+      gate.rules.push_back(
+          lookup(f, {Field::daddr, Field::l4proto, Field::dport}, "linked" + fam_suffix(f), true));
+    }
+    gate.rules.push_back(denied_lookup(lookup(Family::v4, {Field::l4proto, Field::dport}, "guarded", false),
+                                       log_prefix(DenyReason::unapproved_source, "guard")));
+
+    RulePlan to_gate;
+    to_gate.verdict = Verdict{Verdict::Kind::jump, "gate"};
+    RulePlan own_replies;
+    own_replies.reply_only = true;
+    own_replies.verdict = Verdict{Verdict::Kind::accept, {}};
+    own_replies.comment = "replies to the gateway's own connections";
+
+    plan_.chains.insert(plan_.chains.begin(),
+                        {ChainPlan{"input", Hook{Hook::Point::input, opt_.priority},
+                                   {own_replies, to_gate}, {}},
+                         ChainPlan{"forward", Hook{Hook::Point::forward, opt_.priority},
+                                   {to_gate}, {}},
+                         std::move(gate)});
+  }
+
+  const Policy& policy_;
+  Instant now_;
+  const CompileOptions& opt_;
+  Names names_;
+  RulesetPlan plan_;
+};
+
+}  // namespace
+
+RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options) {
+  return Compiler(policy, now, options).run();
+}
+
+}  // namespace drawbridge

@@ -1,0 +1,135 @@
+// policy_model → ruleset_plan: what the table `inet <name>` must contain at one instant.
+//
+// The plan is a pure value: compile() does no I/O, so the renderer (nft syntax), the netlink
+// writer (libnftnl) and `explain` all work from the same description of the kernel state.
+//
+// Shape of the table (for each family; see docs/ruleset.md):
+//   forward/input (base, priority filter-10, policy accept) → jump gate
+//   gate:   saddr/daddr vmap @providers_vN     → goto p<i>_<name> (traffic of one provider)
+//           daddr . l4proto . dport vmap @linked_vN → goto l<j>_foreign (unapproved source)
+//           l4proto . dport @guarded           → log + drop (unapproved source)
+//   p<i>:   open windows: vmap @p<i>_in_vN / @p<i>_out_vN (timeouts) → goto l<j>_allow
+//           closed links: vmap @p<i>_scope_*  → goto l<j>_closed (outside window)
+//           @p<i>_hosts_vN → unapproved port; other providers' links → unapproved source;
+//           anything else → unapproved host
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net_types.h"
+#include "enforcer/policy_model.h"
+
+namespace drawbridge {
+
+struct Verdict {
+  enum class Kind : std::uint8_t { accept, drop, jump, go_to };
+  Kind kind = Kind::accept;
+  std::string chain;  // for jump / go_to
+  auto operator<=>(const Verdict&) const = default;
+};
+
+// The key layouts Drawbridge uses. Every set's key is one of these.
+enum class KeyShape : std::uint8_t {
+  address,          // ipv4_addr | ipv6_addr
+  address_service,  // ipv4_addr . inet_proto . inet_service
+  service,          // inet_proto . inet_service
+};
+
+struct SetElement {
+  std::optional<AddressRange> address;  // address, address_service
+  std::optional<PortRange> service;     // address_service, service (protocol is the inet_proto)
+  std::optional<Verdict> verdict;       // maps only
+  // Remaining lifetime when committed; nullopt = no timeout (stays until removed).
+  std::optional<std::chrono::milliseconds> timeout;
+  auto operator<=>(const SetElement&) const = default;
+};
+
+struct SetPlan {
+  std::string name;
+  KeyShape shape = KeyShape::address;
+  Family family = Family::v4;  // of the address field; unused for KeyShape::service
+  bool verdict_map = false;
+  bool has_timeouts = false;   // open windows: elements expire in the kernel
+  std::vector<SetElement> elements;  // disjoint, sorted
+};
+
+// Packet fields a rule can look up. Address fields take the rule's family.
+enum class Field : std::uint8_t { saddr, daddr, l4proto, sport, dport };
+
+struct RulePlan {
+  bool reply_only = false;        // ct direction reply
+  Family family = Family::v4;     // for address fields in `key`
+  std::vector<Field> key;         // empty = no lookup (matches every packet)
+  std::string set;                // the set/map the key is looked up in
+  bool verdict_map = false;       // `vmap @set` instead of `@set`
+  bool counter = false;
+  std::optional<std::string> log_prefix;
+  std::optional<Verdict> verdict;
+  std::string comment;
+};
+
+struct Hook {
+  enum class Point : std::uint8_t { input, forward };
+  Point point = Point::forward;
+  int priority = -10;  // filter (0) − 10: before the usual filter chains
+};
+
+struct ChainPlan {
+  std::string name;
+  std::optional<Hook> hook;  // base chains only; their policy is always accept
+  std::vector<RulePlan> rules;
+  std::string comment;
+};
+
+struct CompileOptions {
+  std::string table = "drawbridge";
+  std::uint16_t log_group = 0;
+  int priority = -10;
+};
+
+// Why a packet was dropped; the first word of the NFLOG prefix after "drawbridge:".
+enum class DenyReason : std::uint8_t {
+  outside_window,
+  unapproved_source,
+  unapproved_host,
+  unapproved_port,
+  policy_expired,
+};
+std::string_view deny_reason_name(DenyReason r);
+
+// Where an open element came from, so status/explain can say which link, window or grant.
+struct Opening {
+  std::string link;
+  std::string provider;
+  Direction direction = Direction::inbound;
+  std::optional<std::string> ticket;   // set for grants
+  std::vector<AddressRange> hosts;     // hosts it opens
+  Instant until = Instant::max();      // Instant::max() = no end
+};
+
+struct RulesetPlan {
+  std::string table;
+  std::uint16_t log_group = 0;  // NFLOG group of every log statement
+  std::vector<SetPlan> sets;
+  std::vector<ChainPlan> chains;
+  // What the plan was made from.
+  std::string site;
+  std::uint64_t serial = 0;
+  Instant compiled_at;
+  bool expired = false;
+  std::vector<Opening> openings;  // links open at compiled_at
+
+  [[nodiscard]] const SetPlan* set(std::string_view name) const;
+  [[nodiscard]] const ChainPlan* chain(std::string_view name) const;
+};
+
+// The NFLOG prefix for a denial; parsed back by the SOC pipeline.
+// Format: "drawbridge:<reason>:<subject> " where subject is link/<name>, provider/<name> or guard.
+std::string log_prefix(DenyReason reason, std::string_view subject);
+
+RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options);
+
+}  // namespace drawbridge

@@ -1,0 +1,100 @@
+#include "enforcer/state_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "enforcer/window_schedule.h"
+
+namespace drawbridge {
+
+namespace {
+
+std::string state_path(const std::string& dir, const std::string& table) {
+  return dir + "/" + table + ".applied.json";
+}
+
+Error sys_error(const std::string& what, const std::string& path) {
+  return make_error(what + " " + path + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+Result<void> write_file_atomically(const std::string& path, const std::string& content) {
+  const std::filesystem::path p(path);
+  std::error_code ec;
+  std::filesystem::create_directories(p.parent_path(), ec);
+  if (ec) return make_error("cannot create " + p.parent_path().string() + ": " + ec.message());
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return sys_error("cannot create", tmp);
+  std::size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      auto err = sys_error("cannot write", tmp);
+      ::close(fd);
+      return err;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    auto err = sys_error("cannot sync", tmp);
+    ::close(fd);
+    return err;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error("cannot rename onto", path);
+  const int dfd = ::open(p.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return {};
+}
+
+Result<void> save_applied(const std::string& state_dir, const AppliedState& s) {
+  nlohmann::json j{{"table", s.table},
+                   {"site", s.site},
+                   {"serial", s.serial},
+                   {"policy", s.policy_path},
+                   {"applied_at", format_instant(s.applied_at)}};
+  if (s.expires) j["expires"] = format_instant(*s.expires);
+  return write_file_atomically(state_path(state_dir, s.table), j.dump(2) + "\n");
+}
+
+Result<std::optional<AppliedState>> load_applied(const std::string& state_dir,
+                                                 const std::string& table) {
+  const auto path = state_path(state_dir, table);
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<AppliedState>{};
+    return sys_error("cannot read", path);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    const auto j = nlohmann::json::parse(ss.str());
+    AppliedState s;
+    s.table = j.at("table").get<std::string>();
+    s.site = j.at("site").get<std::string>();
+    s.serial = j.at("serial").get<std::uint64_t>();
+    s.policy_path = j.at("policy").get<std::string>();
+    const auto at = parse_instant(j.at("applied_at").get<std::string>());
+    if (!at) return make_error(path + ": bad applied_at");
+    s.applied_at = *at;
+    if (j.contains("expires")) s.expires = parse_instant(j.at("expires").get<std::string>());
+    return std::optional<AppliedState>{s};
+  } catch (const std::exception& e) {
+    return make_error(path + " is damaged (" + e.what() + "); delete it and apply again");
+  }
+}
+
+}  // namespace drawbridge

@@ -1,0 +1,29 @@
+// What the enforcer applied last, persisted so `status` and a restarted daemon can tell.
+// Written crash-safely: temp file, fsync, rename, fsync of the directory.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+#include "enforcer/policy_model.h"
+
+namespace drawbridge {
+
+struct AppliedState {
+  std::string table;
+  std::string site;
+  std::uint64_t serial = 0;
+  std::string policy_path;
+  Instant applied_at;
+  std::optional<Instant> expires;
+};
+
+Result<void> save_applied(const std::string& state_dir, const AppliedState& state);
+// nullopt when nothing was applied yet.
+Result<std::optional<AppliedState>> load_applied(const std::string& state_dir, const std::string& table);
+
+// Writes `content` to `path` atomically (temp + fsync + rename + directory fsync).
+Result<void> write_file_atomically(const std::string& path, const std::string& content);
+
+}  // namespace drawbridge

@@ -1,0 +1,189 @@
+#include "enforcer/status_report.h"
+
+#include <linux/netfilter/nf_tables.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "enforcer/nft_render.h"
+#include "enforcer/window_schedule.h"
+
+namespace drawbridge {
+
+namespace {
+
+// Link chains are l<j>_<id>_allow|_closed|_foreign with the comment "link <name> …".
+std::string link_name(const KernelChain& c) {
+  static const std::regex re("^link (.+) (open|closed|from elsewhere)$");
+  std::smatch m;
+  if (std::regex_match(c.comment, m, re)) return m[1];
+  return c.name;
+}
+
+std::string ends_with_kind(const std::string& chain) {
+  for (const char* k : {"_allow", "_closed", "_foreign"}) {
+    const std::string kind(k);
+    if (chain.size() > kind.size() && chain.compare(chain.size() - kind.size(), kind.size(), kind) == 0) {
+      return kind;
+    }
+  }
+  return {};
+}
+
+Address address_from(const std::vector<std::uint8_t>& key, Family f) {
+  Address a;
+  a.family = f;
+  std::copy_n(key.begin(), a.size(), a.bytes.begin());
+  return a;
+}
+
+}  // namespace
+
+Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
+                                 const std::string& state_dir) {
+  StatusReport r;
+  r.table = table;
+  auto applied = load_applied(state_dir, table);
+  if (applied.ok()) {
+    r.applied = *applied;
+  } else {
+    r.problems.push_back(applied.error().message);
+  }
+  auto kt = sock.read_table(table);
+  if (!kt.ok()) return kt.error();
+  r.table_present = kt->exists;
+  r.table_flags = kt->flags;
+  if (!kt->exists) {
+    if (r.applied) {
+      r.problems.push_back("table inet " + table + " is missing although serial " +
+                           std::to_string(r.applied->serial) +
+                           " was applied: provider access is NOT restricted; run apply");
+    }
+    return r;
+  }
+  if (kt->flags & NFT_TABLE_F_DORMANT) {
+    r.problems.push_back("table inet " + table + " is dormant: its rules are not enforced");
+  }
+
+  std::map<std::string, std::string> chain_link;  // chain name → link name
+  std::map<std::string, LinkCounters> counters;   // by link name
+  std::vector<std::string> link_order;
+  for (const auto& c : kt->chains) {
+    if (ends_with_kind(c.name).empty()) continue;
+    const auto name = link_name(c);
+    chain_link[c.name] = name;
+    if (!counters.count(name)) {
+      counters[name].link = name;
+      link_order.push_back(name);
+    }
+  }
+  auto rules = sock.read_rules(table);
+  if (!rules.ok()) return rules.error();
+  for (const auto& rule : *rules) {
+    if (!rule.has_counter) continue;
+    if (rule.chain == "gate") {
+      r.guard_denied += rule.packets;
+      continue;
+    }
+    const auto it = chain_link.find(rule.chain);
+    if (it == chain_link.end()) continue;
+    auto& lc = counters[it->second];
+    const auto kind = ends_with_kind(rule.chain);
+    if (kind == "_allow") {
+      lc.allowed_packets += rule.packets;
+      lc.allowed_bytes += rule.bytes;
+    } else if (kind == "_closed") {
+      lc.denied_closed += rule.packets;
+    } else {
+      lc.denied_foreign += rule.packets;
+    }
+  }
+  for (const auto& name : link_order) r.links.push_back(counters[name]);
+
+  static const std::regex open_set("^p[0-9]+_(in|out)_v([46])$");
+  for (const auto& set : kt->sets) {
+    std::smatch m;
+    if (!std::regex_match(set, m, open_set)) continue;
+    const Family f = m[2] == "4" ? Family::v4 : Family::v6;
+    auto elements = sock.read_elements(table, set);
+    if (!elements.ok()) return elements.error();
+    const std::size_t alen = f == Family::v4 ? 4 : 16;
+    for (const auto& e : *elements) {
+      if (e.key.size() < alen + 8 || e.key_end.size() < alen + 8) continue;
+      const AddressRange hosts{address_from(e.key, f), address_from(e.key_end, f)};
+      const auto proto = static_cast<Protocol>(e.key[alen]);
+      const auto port = [&](const std::vector<std::uint8_t>& k) {
+        return static_cast<std::uint16_t>((k[alen + 4] << 8) | k[alen + 5]);
+      };
+      const PortRange svc{proto, port(e.key), port(e.key_end)};
+      const auto it = chain_link.find(e.chain);
+      r.open.push_back(OpenElement{it != chain_link.end() ? it->second : e.chain, hosts.str(),
+                                  svc.str(), e.expires});
+    }
+  }
+  return r;
+}
+
+std::string format_status(const StatusReport& r) {
+  std::ostringstream out;
+  out << "table inet " << r.table << ": "
+      << (r.table_present ? (r.table_flags & NFT_TABLE_F_DORMANT ? "present, DORMANT" : "present, enforcing")
+                          : "absent")
+      << "\n";
+  if (r.applied) {
+    out << "policy: site " << r.applied->site << ", serial " << r.applied->serial << ", applied "
+        << format_instant(r.applied->applied_at) << " from " << r.applied->policy_path << "\n";
+    if (r.applied->expires) out << "policy expires: " << format_instant(*r.applied->expires) << "\n";
+  } else {
+    out << "policy: none applied (no state in the state directory)\n";
+  }
+  out << "open links:" << (r.open.empty() ? " none" : "") << "\n";
+  for (const auto& o : r.open) {
+    out << "  " << o.link << "  " << o.hosts << " " << o.service << "  "
+        << (o.remaining ? "closes in " + nft_duration(*o.remaining) : std::string("no end")) << "\n";
+  }
+  if (!r.links.empty()) {
+    out << "per-link packets: allowed / denied outside window / denied from elsewhere\n";
+    for (const auto& l : r.links) {
+      out << "  " << l.link << "  " << l.allowed_packets << " / " << l.denied_closed << " / "
+          << l.denied_foreign << "\n";
+    }
+  }
+  if (r.table_present) out << "guarded ports: " << r.guard_denied << " packets denied\n";
+  for (const auto& p : r.problems) out << "PROBLEM: " << p << "\n";
+  return out.str();
+}
+
+std::string status_json(const StatusReport& r) {
+  nlohmann::json j;
+  j["table"] = r.table;
+  j["table_present"] = r.table_present;
+  j["dormant"] = (r.table_flags & NFT_TABLE_F_DORMANT) != 0;
+  if (r.applied) {
+    j["site"] = r.applied->site;
+    j["serial"] = r.applied->serial;
+    j["applied_at"] = format_instant(r.applied->applied_at);
+    j["policy"] = r.applied->policy_path;
+  }
+  j["open"] = nlohmann::json::array();
+  for (const auto& o : r.open) {
+    nlohmann::json e{{"link", o.link}, {"hosts", o.hosts}, {"service", o.service}};
+    e["remaining_ms"] = o.remaining ? nlohmann::json(o.remaining->count()) : nlohmann::json(nullptr);
+    j["open"].push_back(e);
+  }
+  j["links"] = nlohmann::json::array();
+  for (const auto& l : r.links) {
+    j["links"].push_back({{"link", l.link},
+                          {"allowed_packets", l.allowed_packets},
+                          {"allowed_bytes", l.allowed_bytes},
+                          {"denied_outside_window", l.denied_closed},
+                          {"denied_unapproved_source", l.denied_foreign}});
+  }
+  j["guard_denied"] = r.guard_denied;
+  j["problems"] = r.problems;
+  return j.dump(2);
+}
+
+}  // namespace drawbridge
