@@ -1,6 +1,7 @@
 #include "enforcer/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 #include <spdlog/spdlog.h>
 
@@ -181,16 +182,24 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
               << plan.table << "; nothing was changed\n";
     return kOk;
   }
-  auto ok = writer.replace(plan);
+  auto ok = writer.reconcile(plan);
   if (!ok.ok()) {
     std::cerr << "apply failed, the previous ruleset is intact: " << ok.error().message << "\n";
     return kFailed;
   }
-  auto saved = save_applied(cfg.state_dir, AppliedState{cfg.table, plan.site, plan.serial, cfg.policy,
+  auto saved = save_applied(cfg.state_dir, AppliedState{cfg.table, plan.site, plan.serial,
+                                                        std::filesystem::absolute(cfg.policy).string(),
                                                         plan.compiled_at, policy->expires});
-  std::cout << "applied site " << plan.site << " serial " << plan.serial << " to table inet "
-            << plan.table << " (" << writer.last_stats().messages << " netlink messages, "
-            << writer.last_stats().bytes << " bytes, one transaction)\n";
+  const auto& st = writer.last_stats();
+  if (st.reconciled) {
+    std::cout << "site " << plan.site << " serial " << plan.serial << " was already in table inet "
+              << plan.table << "; brought its windows up to date (" << st.added << " added, "
+              << st.deleted << " removed)\n";
+  } else {
+    std::cout << "applied site " << plan.site << " serial " << plan.serial << " to table inet "
+              << plan.table << " (" << st.messages << " netlink messages, " << st.bytes
+              << " bytes, one transaction)\n";
+  }
   for (const auto& o : plan.openings) {
     std::cout << "  open: " << o.link << " by " << (o.ticket ? "grant " + *o.ticket : std::string("window"))
               << (o.until == Instant::max() ? ", no end" : " until " + format_instant(o.until)) << "\n";

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -56,7 +57,7 @@ class Daemon {
     }
     writer_.emplace(std::move(*sock));
     if (!load_policy()) return 1;
-    if (!apply_full("start")) return 1;
+    if (!apply("start", Mode::reconcile)) return 1;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -82,7 +83,7 @@ class Daemon {
         if (read(sigfd.get(), &si, sizeof si) == sizeof si) {
           if (si.ssi_signo == SIGHUP) {
             log_->info("SIGHUP: reloading {}", opt_.policy_path);
-            if (load_policy()) apply_full("reload");
+            if (load_policy()) apply("reload", Mode::reconcile);
           } else {
             log_->info("stopping on signal {}; table inet {} stays in place and open windows "
                        "still close on their kernel timeouts",
@@ -98,7 +99,7 @@ class Daemon {
           // The wall clock was set: element timeouts run on kernel time and no longer match the
           // windows, so recompute every timeout from scratch.
           log_->warn("system clock changed; re-applying with fresh window timeouts");
-          apply_full("clock change");
+          apply("clock change", Mode::replace);
         } else {
           tick();
         }
@@ -118,10 +119,12 @@ class Daemon {
     return true;
   }
 
-  bool apply_full(const char* why) {
+  enum class Mode { reconcile, replace };
+
+  bool apply(const char* why, Mode mode) {
     const auto plan = compile(*policy_, now_ms(), opt_.compile);
     next_reconcile_ = plan.compiled_at + kReconcileEvery;
-    auto r = writer_->replace(plan);
+    auto r = mode == Mode::replace ? writer_->replace(plan) : writer_->reconcile(plan);
     if (!r.ok()) {
       log_->error("{}: applying serial {} failed, the kernel kept its previous state: {}", why,
                   policy_->serial, r.error().message);
@@ -129,7 +132,8 @@ class Daemon {
     }
     log_open(plan, why);
     auto saved = save_applied(opt_.state_dir, AppliedState{opt_.compile.table, policy_->site,
-                                                           policy_->serial, opt_.policy_path,
+                                                           policy_->serial,
+                                                           std::filesystem::absolute(opt_.policy_path).string(),
                                                            plan.compiled_at, policy_->expires});
     if (!saved.ok()) log_->error("applied, but could not record it: {}", saved.error().message);
     return true;
@@ -139,11 +143,20 @@ class Daemon {
     const Instant now = now_ms();
     if (now >= next_reconcile_) {
       next_reconcile_ = now + kReconcileEvery;
+      // Reads chain headers only: is the table there, enforcing, with our plan's fingerprint?
       auto table = writer_->socket().read_table(opt_.compile.table);
-      if (table.ok() && (!table->exists || table->flags != 0)) {
+      const auto plan = compile(*policy_, now, opt_.compile);
+      bool intact = table.ok() && table->exists && table->flags == 0;
+      if (intact) {
+        intact = false;
+        for (const auto& c : table->chains) {
+          if (c.name == "gate") intact = c.comment == plan.chain("gate")->comment;
+        }
+      }
+      if (table.ok() && !intact) {
         log_->error("table inet {} was removed or altered by someone else; restoring it",
                     opt_.compile.table);
-        apply_full("restore");
+        apply("restore", Mode::replace);
         return;
       }
     }
@@ -160,7 +173,9 @@ class Daemon {
   void log_open(const RulesetPlan& plan, const char* why) {
     const auto& st = writer_->last_stats();
     log_->info("{}: site {} serial {}: {} ({} messages, {} bytes{})", why, plan.site, plan.serial,
-               st.incremental ? "windows updated" : "table replaced", st.messages, st.bytes,
+               st.reconciled ? "already in the kernel, windows brought up to date"
+               : st.incremental ? "windows updated" : "table replaced",
+               st.messages, st.bytes,
                st.incremental ? fmt::format(", +{} −{} elements", st.added, st.deleted) : "");
     for (const auto& o : plan.openings) {
       log_->info("  open: link {} {} until {}", o.link,

@@ -152,6 +152,73 @@ Result<void> NftablesWriter::update_windows(const RulesetPlan& plan) {
   return {};
 }
 
+namespace {
+
+// Open elements as the kernel holds them, in the plan's terms; nullopt if they do not decode.
+std::optional<std::vector<SetElement>> decode_open(const SetPlan& set,
+                                                  const std::vector<KernelElement>& kernel) {
+  const std::size_t alen = set.family == Family::v4 ? 4 : 16;
+  std::vector<SetElement> out;
+  for (const auto& k : kernel) {
+    if (k.key.size() != alen + 8 || k.key_end.size() != alen + 8) return std::nullopt;
+    SetElement e;
+    Address first, last;
+    first.family = last.family = set.family;
+    std::copy_n(k.key.begin(), alen, first.bytes.begin());
+    std::copy_n(k.key_end.begin(), alen, last.bytes.begin());
+    e.address = AddressRange{first, last};
+    const auto port = [&](const std::vector<std::uint8_t>& b) {
+      return static_cast<std::uint16_t>((b[alen + 4] << 8) | b[alen + 5]);
+    };
+    e.service = PortRange{static_cast<Protocol>(k.key[alen]), port(k.key), port(k.key_end)};
+    e.verdict = Verdict{Verdict::Kind::go_to, k.chain};
+    if (k.timeout) e.timeout = k.expires.value_or(std::chrono::milliseconds(0));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<void> NftablesWriter::reconcile(const RulesetPlan& plan) {
+  auto existing = sock_.read_table(plan.table);
+  if (!existing.ok()) return existing.error();
+  const ChainPlan* want_gate = plan.chain("gate");
+  const KernelChain* have_gate = nullptr;
+  for (const auto& c : existing->chains) {
+    if (c.name == "gate") have_gate = &c;
+  }
+  if (!existing->exists || existing->flags != 0 || !have_gate || !want_gate ||
+      have_gate->comment != want_gate->comment) {
+    return replace(plan);
+  }
+  RulesetPlan current = plan;
+  for (auto& set : current.sets) {
+    if (!set.has_timeouts) continue;
+    auto kernel = sock_.read_elements(plan.table, set.name);
+    if (!kernel.ok()) return replace(plan);
+    auto decoded = decode_open(set, *kernel);
+    if (!decoded) return replace(plan);
+    // The kernel counts timeouts in jiffies: an element that closes within a second of when
+    // the plan says is the same element, not one to refresh.
+    const SetPlan* wanted = plan.set(set.name);
+    for (auto& e : *decoded) {
+      for (const auto& w : wanted->elements) {
+        if (w.address == e.address && w.service == e.service && w.verdict == e.verdict &&
+            w.timeout && e.timeout &&
+            std::chrono::abs(*w.timeout - *e.timeout) <= std::chrono::seconds(1)) {
+          e.timeout = w.timeout;
+        }
+      }
+    }
+    set.elements = std::move(*decoded);
+  }
+  committed_ = std::move(current);
+  auto r = update_windows(plan);
+  stats_.reconciled = stats_.incremental;
+  return r;
+}
+
 Result<bool> NftablesWriter::remove_table(const std::string& table) {
   auto existing = sock_.read_table(table);
   if (!existing.ok()) return existing.error();

@@ -29,6 +29,7 @@ struct ApplyStats {
   std::size_t added = 0;    // elements added (update_windows)
   std::size_t deleted = 0;  // elements deleted (update_windows)
   bool incremental = false;
+  bool reconciled = false;  // reconcile() found the plan in place and did not replace the table
 };
 
 class NftablesWriter final : public RulesetWriter {
@@ -37,6 +38,10 @@ class NftablesWriter final : public RulesetWriter {
 
   Result<void> replace(const RulesetPlan& plan) override;
   Result<void> update_windows(const RulesetPlan& plan) override;
+  // Start-up and `apply`: if the kernel already holds this plan's structure (the gate chain's
+  // fingerprint matches and the table is enforcing), reads back only the open-window maps and
+  // updates them incrementally — counters and live state stay; otherwise replace().
+  Result<void> reconcile(const RulesetPlan& plan);
   // Checks the whole replacement in the kernel without committing it.
   Result<void> validate(const RulesetPlan& plan);
   // Deletes the table (`flush`); false when there was none.

@@ -1,6 +1,7 @@
 #include "enforcer/ruleset_plan.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 
 #include "enforcer/interval_union.h"
@@ -178,6 +179,13 @@ class Compiler {
     for (std::size_t i = 0; i < policy_.providers.size(); ++i) add_provider(i);
     add_link_chains();
     add_gate_and_base_chains();
+    // The gate chain's comment identifies the plan in the kernel (see plan_fingerprint).
+    for (auto& c : plan_.chains) {
+      if (c.name == "gate") {
+        c.comment = "drawbridge site " + plan_.site + " serial " + std::to_string(plan_.serial) +
+                    " plan " + plan_fingerprint(plan_);
+      }
+    }
     return std::move(plan_);
   }
 
@@ -377,6 +385,90 @@ class Compiler {
 };
 
 }  // namespace
+
+namespace {
+
+// FNV-1a, 64 bit: a stable digest, not a security boundary (the kernel state is ours to read).
+class Digest {
+ public:
+  void add(const void* data, std::size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 0x100000001b3ULL;
+  }
+  void add(const std::string& s) {
+    add(s.data(), s.size());
+    add("\0", 1);
+  }
+  template <class T>
+  void add_value(const T& v) {
+    add(&v, sizeof v);
+  }
+  [[nodiscard]] std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
+    return buf;
+  }
+
+ private:
+  std::uint64_t h_ = 0xcbf29ce484222325ULL;
+};
+
+void add_verdict(Digest& d, const std::optional<Verdict>& v) {
+  d.add_value(v.has_value());
+  if (v) {
+    d.add_value(v->kind);
+    d.add(v->chain);
+  }
+}
+
+}  // namespace
+
+std::string plan_fingerprint(const RulesetPlan& plan) {
+  Digest d;
+  d.add(plan.table);
+  d.add_value(plan.log_group);
+  for (const auto& s : plan.sets) {
+    d.add(s.name);
+    d.add_value(s.shape);
+    d.add_value(s.family);
+    d.add_value(s.verdict_map);
+    d.add_value(s.has_timeouts);
+    if (s.has_timeouts) continue;
+    for (const auto& e : s.elements) {
+      if (e.address) {
+        d.add(e.address->first.bytes.data(), e.address->first.size());
+        d.add(e.address->last.bytes.data(), e.address->last.size());
+      }
+      if (e.service) {
+        d.add_value(e.service->protocol);
+        d.add_value(e.service->first);
+        d.add_value(e.service->last);
+      }
+      add_verdict(d, e.verdict);
+    }
+  }
+  for (const auto& c : plan.chains) {
+    d.add(c.name);
+    d.add(c.name == "gate" ? std::string() : c.comment);
+    d.add_value(c.hook.has_value());
+    if (c.hook) {
+      d.add_value(c.hook->point);
+      d.add_value(c.hook->priority);
+    }
+    for (const auto& r : c.rules) {
+      d.add_value(r.reply_only);
+      d.add_value(r.family);
+      for (Field f : r.key) d.add_value(f);
+      d.add(r.set);
+      d.add_value(r.verdict_map);
+      d.add_value(r.counter);
+      d.add(r.log_prefix.value_or(""));
+      add_verdict(d, r.verdict);
+      d.add(r.comment);
+    }
+  }
+  return d.hex();
+}
 
 RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options) {
   return Compiler(policy, now, options).run();

@@ -132,4 +132,9 @@ std::string log_prefix(DenyReason reason, std::string_view subject);
 
 RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options);
 
+// A digest of everything in the plan except open-window elements (which change with time). It is
+// stored in the gate chain's comment, so a restarted enforcer can tell cheaply — without dumping
+// any set — whether the kernel already holds this plan's structure.
+std::string plan_fingerprint(const RulesetPlan& plan);
+
 }  // namespace drawbridge
