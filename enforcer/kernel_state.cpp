@@ -9,33 +9,7 @@ namespace drawbridge {
 namespace {
 
 bool same_structure(const RulesetPlan& a, const RulesetPlan& b) {
-  if (a.table != b.table || a.log_group != b.log_group || a.sets.size() != b.sets.size() ||
-      a.chains.size() != b.chains.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.sets.size(); ++i) {
-    const auto& x = a.sets[i];
-    const auto& y = b.sets[i];
-    if (x.name != y.name || x.shape != y.shape || x.family != y.family ||
-        x.verdict_map != y.verdict_map || x.has_timeouts != y.has_timeouts) {
-      return false;
-    }
-    if (!x.has_timeouts && x.elements != y.elements) return false;
-  }
-  for (std::size_t i = 0; i < a.chains.size(); ++i) {
-    const auto& x = a.chains[i];
-    const auto& y = b.chains[i];
-    if (x.name != y.name || x.rules.size() != y.rules.size() || x.comment != y.comment) return false;
-    for (std::size_t r = 0; r < x.rules.size(); ++r) {
-      const auto& p = x.rules[r];
-      const auto& q = y.rules[r];
-      if (p.key != q.key || p.set != q.set || p.family != q.family || p.reply_only != q.reply_only ||
-          p.log_prefix != q.log_prefix || p.verdict != q.verdict || p.verdict_map != q.verdict_map) {
-        return false;
-      }
-    }
-  }
-  return true;
+  return plan_fingerprint(a) == plan_fingerprint(b);
 }
 
 // An open element by its key, with the absolute instant it closes.

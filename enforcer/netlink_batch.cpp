@@ -14,6 +14,8 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -175,6 +177,15 @@ void meta_nfproto(nftnl_rule* r, Family f) {
   nftnl_expr_set_u32(c, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
   const std::uint8_t proto = f == Family::v4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
   nftnl_expr_set(c, NFTNL_EXPR_CMP_DATA, &proto, 1);
+  add_expr(r, c);
+}
+
+// cmp eq reg 1 <one byte>
+void cmp_byte(nftnl_rule* r, std::uint8_t value) {
+  auto* c = expr("cmp");
+  nftnl_expr_set_u32(c, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+  nftnl_expr_set_u32(c, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+  nftnl_expr_set(c, NFTNL_EXPR_CMP_DATA, &value, 1);
   add_expr(r, c);
 }
 
@@ -464,6 +475,16 @@ void NftBatch::add_rule(const std::string& table, const std::string& chain, cons
         nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
         nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table.c_str());
         nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, chain.c_str());
+        if (rule.icmpv6_type) {
+          meta_nfproto(r.get(), Family::v6);
+          auto* m = expr("meta");
+          nftnl_expr_set_u32(m, NFTNL_EXPR_META_KEY, NFT_META_L4PROTO);
+          nftnl_expr_set_u32(m, NFTNL_EXPR_META_DREG, NFT_REG_1);
+          add_expr(r.get(), m);
+          cmp_byte(r.get(), IPPROTO_ICMPV6);
+          payload(r.get(), NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, NFT_REG_1);
+          cmp_byte(r.get(), *rule.icmpv6_type);
+        }
         if (rule.reply_only) {
           auto* ct = expr("ct");
           nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_DIRECTION);

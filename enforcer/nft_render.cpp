@@ -115,6 +115,12 @@ std::string render_nft(const RulesetPlan& plan) {
     }
     for (const auto& r : chain.rules) {
       std::vector<std::string> parts;
+      if (r.icmpv6_type) {
+        parts.push_back(std::string("icmpv6 type ") +
+                        (*r.icmpv6_type == kNeighborSolicit ? "nd-neighbor-solicit"
+                         : *r.icmpv6_type == kNeighborAdvert ? "nd-neighbor-advert"
+                                                              : std::to_string(*r.icmpv6_type)));
+      }
       if (r.reply_only) parts.push_back("ct direction reply");
       if (!r.key.empty()) {
         std::string key;

@@ -369,9 +369,18 @@ class Compiler {
     own_replies.verdict = Verdict{Verdict::Kind::accept, {}};
     own_replies.comment = "replies to the gateway's own connections";
 
+    // IPv6 neighbour discovery with on-link provider addresses: without it the gateway could not
+    // resolve them and no IPv6 link would work. It is link-local by nature (hop limit 255) and
+    // never forwarded, so only the input chain needs it.
+    RulePlan solicit, advert;
+    solicit.icmpv6_type = kNeighborSolicit;
+    advert.icmpv6_type = kNeighborAdvert;
+    solicit.verdict = advert.verdict = Verdict{Verdict::Kind::accept, {}};
+    solicit.comment = "IPv6 neighbour discovery";
+
     plan_.chains.insert(plan_.chains.begin(),
                         {ChainPlan{"input", Hook{Hook::Point::input, opt_.priority},
-                                   {own_replies, to_gate}, {}},
+                                   {solicit, advert, own_replies, to_gate}, {}},
                          ChainPlan{"forward", Hook{Hook::Point::forward, opt_.priority},
                                    {to_gate}, {}},
                          std::move(gate)});
@@ -456,6 +465,8 @@ std::string plan_fingerprint(const RulesetPlan& plan) {
       d.add_value(c.hook->priority);
     }
     for (const auto& r : c.rules) {
+      d.add_value(r.icmpv6_type.has_value());
+      d.add_value(r.icmpv6_type.value_or(0));
       d.add_value(r.reply_only);
       d.add_value(r.family);
       for (Field f : r.key) d.add_value(f);

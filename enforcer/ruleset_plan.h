@@ -60,6 +60,8 @@ struct SetPlan {
 enum class Field : std::uint8_t { saddr, daddr, l4proto, sport, dport };
 
 struct RulePlan {
+  // ICMPv6 type to match (neighbour discovery must reach the gateway from any address).
+  std::optional<std::uint8_t> icmpv6_type;
   bool reply_only = false;        // ct direction reply
   Family family = Family::v4;     // for address fields in `key`
   std::vector<Field> key;         // empty = no lookup (matches every packet)
@@ -70,6 +72,9 @@ struct RulePlan {
   std::optional<Verdict> verdict;
   std::string comment;
 };
+
+inline constexpr std::uint8_t kNeighborSolicit = 135;
+inline constexpr std::uint8_t kNeighborAdvert = 136;
 
 struct Hook {
   enum class Point : std::uint8_t { input, forward };
