@@ -87,6 +87,30 @@ const Link* link_of_chain(const Policy& policy, const RulesetPlan& plan, const s
   return nullptr;
 }
 
+// The names of the link's windows that are open at `at`.
+std::string open_windows(const Policy& policy, const Link& link, Instant at) {
+  std::string names;
+  for (const auto& w : link.windows) {
+    Link only = link;
+    only.windows = {w};
+    if (recurring_open_until(policy, only, at)) names += (names.empty() ? "" : ", ") + w;
+  }
+  return names;
+}
+
+// The policy as far as one host of the link is concerned: grants for other hosts left out.
+Policy for_host(const Policy& policy, const Link& link, const Address& host) {
+  Policy p = policy;
+  std::erase_if(p.grants, [&](const Grant& g) {
+    if (g.link != link.name || g.hosts.empty()) return false;
+    for (const auto& h : g.hosts) {
+      if (h.contains(host)) return false;
+    }
+    return true;
+  });
+  return p;
+}
+
 }  // namespace
 
 Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connection& c) {
@@ -117,9 +141,8 @@ Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connect
       if (o.ticket) {
         ex.text += "  open by grant " + *o.ticket + " " + describe_until(o.until) + "\n";
       } else {
-        std::string names;
-        for (const auto& w : link->windows) names += (names.empty() ? "" : ", ") + w;
-        ex.text += "  open by window " + names + " " + describe_until(o.until) + "\n";
+        ex.text += "  open by window " + open_windows(policy, *link, at) + " " +
+                   describe_until(o.until) + "\n";
       }
     }
     return ex;
@@ -137,7 +160,8 @@ Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connect
   const Link* link = link_of_chain(policy, plan, outcome->chain);
   if (reason == "outside-window" && link) {
     ex.text += "  link " + link->name + " is closed now";
-    if (auto next = next_opening(policy, *link, at)) {
+    const Address& host = link->direction == Direction::inbound ? c.to : c.from;
+    if (auto next = next_opening(for_host(policy, *link, host), *link, at)) {
       ex.text += "; it opens next " + format_instant(next->from) + " " + describe_until(next->until);
     } else {
       ex.text += "; no window or grant opens it again";

@@ -269,8 +269,11 @@ class Compiler {
 
         const std::string dir = in ? "_in" : "_out";
         SetPlan open{set_prefix + dir + fam_suffix(f), KeyShape::address_service, f, true, true, {}};
+        // Where links overlap, the piece stays open as long as any of them and is credited to
+        // the link that keeps it open longest.
         const auto later = [](const OpenValue& a, const OpenValue& b) {
-          return OpenValue{std::max(a.until, b.until), std::min(a.link, b.link)};
+          if (a.until != b.until) return a.until > b.until ? a : b;
+          return a.link < b.link ? a : b;
         };
         for (const auto& b : disjoint_boxes(open_boxes, later)) {
           SetElement e{b.address, b.service, go_to(names_.link_chain[b.value.link] + "_allow"),
@@ -297,7 +300,9 @@ class Compiler {
         allow.push_back(std::move(fwd));
         allow.push_back(std::move(rep));
         closed.push_back(lookup(f, {host_forward, Field::l4proto, Field::dport}, scope.name, true));
-        closed.push_back(lookup(f, {host_reply, Field::l4proto, Field::sport}, scope.name, true));
+        auto closed_reply = lookup(f, {host_reply, Field::l4proto, Field::sport}, scope.name, true);
+        closed_reply.reply_only = true;  // a connection the host starts from that port is not the link
+        closed.push_back(std::move(closed_reply));
         plan_.sets.push_back(std::move(open));
         plan_.sets.push_back(std::move(scope));
       }

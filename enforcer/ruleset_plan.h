@@ -132,7 +132,8 @@ struct RulesetPlan {
 };
 
 // The NFLOG prefix for a denial; parsed back by the SOC pipeline.
-// Format: "drawbridge:<reason>:<subject> " where subject is link/<name>, provider/<name> or guard.
+// Format: "drawbridge:<reason>:<subject>" (no trailing space); subject is link/<name>,
+// provider/<name> or guard.
 std::string log_prefix(DenyReason reason, std::string_view subject);
 
 RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options);

@@ -28,8 +28,12 @@ Instant utc(int y, unsigned mo, unsigned d, int h = 0, int mi = 0, int s = 0, in
          milliseconds{ms};
 }
 
-AddressRange range(std::string_view text) { return AddressRange::parse(text).value(); }
-PortRange ports(std::string_view text) { return PortRange::parse(text).value(); }
+AddressRange range(std::string_view text) {
+  return AddressRange::parse(text).value();
+}
+PortRange ports(std::string_view text) {
+  return PortRange::parse(text).value();
+}
 
 std::vector<AddressRange> ranges(std::initializer_list<std::string_view> texts) {
   std::vector<AddressRange> out;

@@ -104,7 +104,8 @@ TEST(WindowOccurrences, IntersectingOnlyAndUnclipped) {
   const Interval whole{utc(2026, 11, 23, 8), utc(2026, 11, 23, 9)};
   EXPECT_EQ(window_occurrences(w, "Etc/UTC", utc(2026, 11, 23, 8, 30), utc(2026, 11, 23, 8, 31)),
             std::vector<Interval>{whole});
-  EXPECT_TRUE(window_occurrences(w, "Etc/UTC", utc(2026, 11, 23, 9), utc(2026, 11, 23, 12)).empty());
+  EXPECT_TRUE(
+      window_occurrences(w, "Etc/UTC", utc(2026, 11, 23, 9), utc(2026, 11, 23, 12)).empty());
   EXPECT_TRUE(window_occurrences(w, "Etc/UTC", utc(2026, 11, 23, 6), utc(2026, 11, 23, 8)).empty());
 }
 
@@ -114,7 +115,8 @@ TEST(WindowOccurrences, AlwaysIsOneIntervalCoveringTheQuery) {
   always.always = true;
   EXPECT_EQ(window_occurrences(always, "Europe/Berlin", utc(2026, 1, 1), utc(2027, 1, 1)),
             (std::vector<Interval>{{utc(2026, 1, 1), utc(2027, 1, 1)}}));
-  EXPECT_TRUE(window_occurrences(always, "Europe/Berlin", utc(2026, 1, 1), utc(2026, 1, 1)).empty());
+  EXPECT_TRUE(
+      window_occurrences(always, "Europe/Berlin", utc(2026, 1, 1), utc(2026, 1, 1)).empty());
 }
 
 TEST(WindowOccurrences, SameFromAndToIsAFullDay) {
@@ -199,9 +201,11 @@ TEST(Dst, ChicagoEndInTheGapEndsAtTheTransition) {
 TEST(Dst, WindowEntirelyInTheGapNeverOpens) {
   // 02:15–02:45 on the spring-forward Sunday has no instants at all, in either zone.
   const Window chicago = recurring("void", {kSun}, 2, 15, 2, 45);
-  EXPECT_TRUE(window_occurrences(chicago, "America/Chicago", utc(2026, 3, 8), utc(2026, 3, 9)).empty());
+  EXPECT_TRUE(
+      window_occurrences(chicago, "America/Chicago", utc(2026, 3, 8), utc(2026, 3, 9)).empty());
   const Window berlin = recurring("void", {kSun}, 2, 0, 3, 0);
-  EXPECT_TRUE(window_occurrences(berlin, "Europe/Berlin", utc(2026, 3, 28), utc(2026, 3, 30)).empty());
+  EXPECT_TRUE(
+      window_occurrences(berlin, "Europe/Berlin", utc(2026, 3, 28), utc(2026, 3, 30)).empty());
 }
 
 TEST(Dst, ChicagoFallBackLengthensTheWindow) {
@@ -269,10 +273,9 @@ TEST(LeapDay, CrossingMidnightIntoAndOutOfFebruary29In2028) {
 // recurring_open_until: merging and expiry (all in UTC; Mon 2026-11-23)
 
 TEST(RecurringOpenUntil, TouchingOccurrencesMerge) {
-  const Policy p = policy_in("Etc/UTC",
-                             {recurring("late", {kMon}, 22, 0, 2, 0),
-                              recurring("early", {kTue}, 2, 0, 6, 0)},
-                             {link_with("rdp", {"late", "early"})});
+  const Policy p = policy_in(
+      "Etc/UTC", {recurring("late", {kMon}, 22, 0, 2, 0), recurring("early", {kTue}, 2, 0, 6, 0)},
+      {link_with("rdp", {"late", "early"})});
   // Mon 23:00 is in late (→ Tue 02:00), which touches early (→ Tue 06:00).
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 23, 23)), utc(2026, 11, 24, 6));
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 24, 3)), utc(2026, 11, 24, 6));
@@ -281,28 +284,26 @@ TEST(RecurringOpenUntil, TouchingOccurrencesMerge) {
 
 TEST(RecurringOpenUntil, OverlappingChainOfThree) {
   // 21:00–23:00 overlaps 22:00–02:00, which touches 02:00–06:00.
-  const Policy p = policy_in("Etc/UTC",
-                             {recurring("evening", {kMon}, 21, 0, 23, 0),
-                              recurring("late", {kMon}, 22, 0, 2, 0),
-                              recurring("early", {kTue}, 2, 0, 6, 0)},
-                             {link_with("rdp", {"evening", "late", "early"})});
+  const Policy p =
+      policy_in("Etc/UTC",
+                {recurring("evening", {kMon}, 21, 0, 23, 0), recurring("late", {kMon}, 22, 0, 2, 0),
+                 recurring("early", {kTue}, 2, 0, 6, 0)},
+                {link_with("rdp", {"evening", "late", "early"})});
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 23, 21, 30)), utc(2026, 11, 24, 6));
 }
 
 TEST(RecurringOpenUntil, AGapOfOneMinuteBreaksTheChain) {
-  const Policy p = policy_in("Etc/UTC",
-                             {recurring("late", {kMon}, 22, 0, 2, 0),
-                              recurring("early", {kTue}, 2, 1, 6, 0)},
-                             {link_with("rdp", {"late", "early"})});
+  const Policy p = policy_in(
+      "Etc/UTC", {recurring("late", {kMon}, 22, 0, 2, 0), recurring("early", {kTue}, 2, 1, 6, 0)},
+      {link_with("rdp", {"late", "early"})});
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 23, 23)), utc(2026, 11, 24, 2));
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 24, 2)), std::nullopt);
 }
 
 TEST(RecurringOpenUntil, OnlyTheLinksOwnWindowsCount) {
-  const Policy p = policy_in("Etc/UTC",
-                             {recurring("mon", {kMon}, 9, 0, 17, 0),
-                              recurring("tue", {kTue}, 9, 0, 17, 0)},
-                             {link_with("a", {"tue"}), link_with("none", {})});
+  const Policy p = policy_in(
+      "Etc/UTC", {recurring("mon", {kMon}, 9, 0, 17, 0), recurring("tue", {kTue}, 9, 0, 17, 0)},
+      {link_with("a", {"tue"}), link_with("none", {})});
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 23, 10)), std::nullopt);
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 24, 10)), utc(2026, 11, 24, 17));
   EXPECT_EQ(recurring_open_until(p, p.links[1], utc(2026, 11, 24, 10)), std::nullopt);
@@ -315,8 +316,8 @@ TEST(RecurringOpenUntil, GrantsAreNotRecurringWindows) {
 }
 
 TEST(RecurringOpenUntil, ExpiryCapsAndCloses) {
-  Policy p = policy_in("Etc/UTC", {recurring("work", {kMon}, 9, 0, 17, 0)},
-                       {link_with("rdp", {"work"})});
+  Policy p =
+      policy_in("Etc/UTC", {recurring("work", {kMon}, 9, 0, 17, 0)}, {link_with("rdp", {"work"})});
   p.expires = utc(2026, 11, 23, 12);
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 23, 10)), utc(2026, 11, 23, 12));
   EXPECT_EQ(recurring_open_until(p, p.links[0], utc(2026, 11, 23, 11, 59, 59, 999)),
@@ -350,10 +351,10 @@ TEST(RecurringOpenUntil, EndlessChainStopsAtTheHorizon) {
 
 TEST(NextEdge, OrdersWindowGrantAndExpiryEdges) {
   // Mon 2026-11-23, UTC. "unused" is referenced by no link and contributes nothing.
-  Policy p = policy_in("Etc/UTC",
-                       {recurring("maint", {kMon}, 9, 0, 10, 0),
-                        recurring("unused", {kMon}, 8, 45, 8, 50)},
-                       {link_with("rdp", {"maint"})});
+  Policy p = policy_in(
+      "Etc/UTC",
+      {recurring("maint", {kMon}, 9, 0, 10, 0), recurring("unused", {kMon}, 8, 45, 8, 50)},
+      {link_with("rdp", {"maint"})});
   p.grants.push_back(grant_for("rdp", utc(2026, 11, 23, 9, 30), utc(2026, 11, 23, 11)));
   p.grants.push_back(grant_for("rdp", utc(2026, 11, 20), utc(2026, 11, 23, 8, 30)));
   p.expires = utc(2026, 11, 24, 8);
@@ -497,13 +498,13 @@ TEST(ParseInstant, AcceptsRfc3339) {
 }
 
 TEST(ParseInstant, RoundTrips) {
-  for (const Instant t : {utc(2026, 11, 26, 14), utc(2026, 11, 26, 14, 5, 9, 123),
-                          utc(2032, 2, 29, 23, 59, 59, 999), utc(1999, 12, 31, 0, 0, 0, 1),
-                          Instant{}}) {
+  for (const Instant t :
+       {utc(2026, 11, 26, 14), utc(2026, 11, 26, 14, 5, 9, 123), utc(2032, 2, 29, 23, 59, 59, 999),
+        utc(1999, 12, 31, 0, 0, 0, 1), Instant{}}) {
     EXPECT_EQ(parse_instant(format_instant(t)), t) << format_instant(t);
   }
-  for (const char* text : {"2026-11-26T14:00:00Z", "2026-11-26T14:00:00.120Z",
-                           "2000-02-29T12:34:56.789Z"}) {
+  for (const char* text :
+       {"2026-11-26T14:00:00Z", "2026-11-26T14:00:00.120Z", "2000-02-29T12:34:56.789Z"}) {
     const auto t = parse_instant(text);
     ASSERT_TRUE(t.has_value()) << text;
     EXPECT_EQ(format_instant(*t), text);
@@ -515,31 +516,31 @@ TEST(ParseInstant, Rejects) {
            "",
            "now",
            "2026-11-26",
-           "2026-11-26T14:00Z",           // seconds required
-           "2026-11-26T14:00:00",         // offset required
-           "2026-11-26 14:00:00Z",        // 'T' required
-           "2026-11-26T14:00:00.Z",       // empty fraction
-           "2026-11-26T14:00:00+0100",    // offset needs a colon
-           "2026-11-26T14:00:00+01",      //
-           "2026-11-26T14:00:00+24:00",   // offset hour out of range
-           "2026-11-26T14:00:00+01:60",   //
-           "2026-11-26T14:00:00Z ",       // trailing garbage
-           " 2026-11-26T14:00:00Z",       //
-           "2026-11-26T14:00:00ZZ",       //
-           "2026-02-29T00:00:00Z",        // 2026 is not a leap year
-           "2100-02-29T00:00:00Z",        // nor is 2100
-           "2026-13-01T00:00:00Z",        //
-           "2026-00-01T00:00:00Z",        //
-           "2026-11-31T00:00:00Z",        //
-           "2026-11-00T00:00:00Z",        //
-           "2026-11-26T24:00:00Z",        //
-           "2026-11-26T14:60:00Z",        //
-           "2026-12-31T23:59:60Z",        // leap seconds are not representable
-           "26-11-26T14:00:00Z",          //
-           "2026-1-26T14:00:00Z",         //
-           "2026-11-26T14:00:00.12aZ",    //
-           "+2026-11-26T14:00:00Z",       //
-           "forever",                     //
+           "2026-11-26T14:00Z",          // seconds required
+           "2026-11-26T14:00:00",        // offset required
+           "2026-11-26 14:00:00Z",       // 'T' required
+           "2026-11-26T14:00:00.Z",      // empty fraction
+           "2026-11-26T14:00:00+0100",   // offset needs a colon
+           "2026-11-26T14:00:00+01",     //
+           "2026-11-26T14:00:00+24:00",  // offset hour out of range
+           "2026-11-26T14:00:00+01:60",  //
+           "2026-11-26T14:00:00Z ",      // trailing garbage
+           " 2026-11-26T14:00:00Z",      //
+           "2026-11-26T14:00:00ZZ",      //
+           "2026-02-29T00:00:00Z",       // 2026 is not a leap year
+           "2100-02-29T00:00:00Z",       // nor is 2100
+           "2026-13-01T00:00:00Z",       //
+           "2026-00-01T00:00:00Z",       //
+           "2026-11-31T00:00:00Z",       //
+           "2026-11-00T00:00:00Z",       //
+           "2026-11-26T24:00:00Z",       //
+           "2026-11-26T14:60:00Z",       //
+           "2026-12-31T23:59:60Z",       // leap seconds are not representable
+           "26-11-26T14:00:00Z",         //
+           "2026-1-26T14:00:00Z",        //
+           "2026-11-26T14:00:00.12aZ",   //
+           "+2026-11-26T14:00:00Z",      //
+           "forever",                    //
        }) {
     EXPECT_EQ(parse_instant(text), std::nullopt) << '"' << text << '"';
   }
