@@ -169,7 +169,7 @@ Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connect
     ex.text += "\n";
   } else if (reason == "unapproved-source" && link) {
     ex.text += "  " + c.from.str() + " is not an address of provider " + link->provider +
-               ", the only one link " + link->name + " admits\n";
+               ", the only provider link " + link->name + " admits\n";
   } else if (reason == "unapproved-source") {
     ex.text += "  the port is guarded: only an open link may reach it\n";
   } else if (reason == "unapproved-port") {

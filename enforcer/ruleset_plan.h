@@ -91,7 +91,7 @@ struct ChainPlan {
 
 struct CompileOptions {
   std::string table = "drawbridge";
-  std::uint16_t log_group = 0;
+  std::uint16_t log_group = 100;  // the same default as EnforcerConfig
   int priority = -10;
 };
 

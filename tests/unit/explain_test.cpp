@@ -103,7 +103,7 @@ TEST_F(Explain, DeniedOutsideTheWindowSaysWhenItOpensNext) {
   EXPECT_FALSE(ex.allowed);
   EXPECT_EQ(ex.text,
             "deny: 203.0.113.5 → 10.20.0.3 tcp/3389 at 2026-11-26T18:00:00Z\n"
-            "  reason: outside-window (link/rdp), logged to NFLOG group 0\n"
+            "  reason: outside-window (link/rdp), logged to NFLOG group 100\n"
             "  link rdp is closed now; it opens next 2026-11-27T09:00:00Z until "
             "2026-11-27T17:00:00Z\n");
 }
@@ -136,8 +136,8 @@ TEST_F(Explain, UnapprovedSourceToALinkedHostAndPort) {
   EXPECT_FALSE(ex.allowed);
   EXPECT_EQ(ex.text,
             "deny: 198.51.100.7 → 10.20.0.3 tcp/3389 at 2026-11-26T10:00:00Z\n"
-            "  reason: unapproved-source (link/rdp), logged to NFLOG group 0\n"
-            "  198.51.100.7 is not an address of provider acme, the only one link rdp admits\n");
+            "  reason: unapproved-source (link/rdp), logged to NFLOG group 100\n"
+            "  198.51.100.7 is not an address of provider acme, the only provider link rdp admits\n");
 }
 
 TEST_F(Explain, UnapprovedHost) {
@@ -145,7 +145,7 @@ TEST_F(Explain, UnapprovedHost) {
   EXPECT_FALSE(ex.allowed);
   EXPECT_EQ(ex.text,
             "deny: 203.0.113.5 → 10.30.0.1 tcp/3389 at 2026-11-26T10:00:00Z\n"
-            "  reason: unapproved-host (provider/acme), logged to NFLOG group 0\n"
+            "  reason: unapproved-host (provider/acme), logged to NFLOG group 100\n"
             "  no link of this provider covers this host\n");
 }
 
@@ -154,7 +154,7 @@ TEST_F(Explain, UnapprovedPort) {
   EXPECT_FALSE(ex.allowed);
   EXPECT_EQ(ex.text,
             "deny: 203.0.113.5 → 10.20.0.3 tcp/22 at 2026-11-26T10:00:00Z\n"
-            "  reason: unapproved-port (provider/acme), logged to NFLOG group 0\n"
+            "  reason: unapproved-port (provider/acme), logged to NFLOG group 100\n"
             "  the host is in a link of this provider, but not with this port\n");
   // The link is tcp only: udp/3389 on a linked host is an unapproved port as well.
   const Explanation udp =
@@ -170,7 +170,7 @@ TEST_F(Explain, GuardedPortFromANonProvider) {
   EXPECT_FALSE(ex.allowed);
   EXPECT_EQ(ex.text,
             "deny: 198.51.100.7 → 10.30.0.1 tcp/22 at 2026-11-26T10:00:00Z\n"
-            "  reason: unapproved-source (guard), logged to NFLOG group 0\n"
+            "  reason: unapproved-source (guard), logged to NFLOG group 100\n"
             "  the port is guarded: only an open link may reach it\n");
   // Guarded for udp? No: only tcp/22 is listed.
   EXPECT_TRUE(
@@ -183,7 +183,7 @@ TEST_F(Explain, PolicyExpired) {
   EXPECT_FALSE(ex.allowed);
   EXPECT_EQ(ex.text,
             "deny: 203.0.113.5 → 10.20.0.3 tcp/3389 at 2027-01-04T10:00:00Z\n"
-            "  reason: policy-expired (link/rdp), logged to NFLOG group 0\n"
+            "  reason: policy-expired (link/rdp), logged to NFLOG group 100\n"
             "  the policy expired 2026-12-31T00:00:00Z; all provider access is closed until a "
             "newer policy is applied\n");
 }
@@ -288,8 +288,8 @@ TEST(ExplainSchool, AnotherProvidersLinkIsAnUnapprovedSource) {
   EXPECT_FALSE(ex.allowed);
   EXPECT_EQ(ex.text,
             "deny: 203.0.113.20 → 10.1.2.5 tcp/10005 at 2027-02-28T12:30:00Z\n"
-            "  reason: unapproved-source (link/backup-agent), logged to NFLOG group 0\n"
-            "  203.0.113.20 is not an address of provider backup_vendor, the only one link "
+            "  reason: unapproved-source (link/backup-agent), logged to NFLOG group 100\n"
+            "  203.0.113.20 is not an address of provider backup_vendor, the only provider link "
             "backup-agent admits\n");
   const Explanation own =
       explain(policy, plan, conn("198.51.100.9", "10.1.2.5", 10000, Protocol::udp));

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "enforcer/enforcer_config.h"
 #include "enforcer/nft_render.h"
 #include "enforcer/policy_parser.h"
 #include "enforcer/window_schedule.h"
@@ -356,10 +357,13 @@ TEST(CompileOptions, TableLogGroupAndPriorityAppearInPlanAndRendering) {
             std::string::npos);
 }
 
-TEST(CompileOptions, DefaultsAreDrawbridgeGroupZeroAndFilterMinusTen) {
+TEST(CompileOptions, DefaultsMatchTheEnforcerConfig) {
   const CompileOptions opt;
+  const EnforcerConfig cfg;
   EXPECT_EQ(opt.table, "drawbridge");
-  EXPECT_EQ(opt.log_group, 0);
+  EXPECT_EQ(opt.table, cfg.table);
+  EXPECT_EQ(opt.log_group, cfg.log_group);
+  EXPECT_EQ(opt.priority, cfg.priority);
   EXPECT_EQ(opt.priority, -10);
   const RulesetPlan plan = compile_at(load("clinic-east.toml"), utc(2026, 11, 26, 15));
   EXPECT_EQ(plan.table, "drawbridge");
