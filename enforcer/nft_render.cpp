@@ -64,9 +64,21 @@ std::string field_text(Field f, Family fam) {
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
+// As nft lists it: a standard priority name when the value is within 10 of one that filter
+// chains on input/forward may use, else the number.
 std::string priority_text(int prio) {
-  if (prio == 0) return "filter";
-  return prio < 0 ? "filter - " + std::to_string(-prio) : "filter + " + std::to_string(prio);
+  struct Std {
+    const char* name;
+    int value;
+  };
+  static const Std common[] = {{"raw", -300}, {"mangle", -150}, {"filter", 0}, {"security", 50}};
+  for (const auto& n : common) {
+    const int offset = prio - n.value;
+    if (offset < -10 || offset > 10) continue;
+    if (offset == 0) return n.name;
+    return std::string(n.name) + (offset < 0 ? " - " : " + ") + std::to_string(offset < 0 ? -offset : offset);
+  }
+  return std::to_string(prio);
 }
 
 }  // namespace

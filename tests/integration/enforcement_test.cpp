@@ -469,6 +469,36 @@ TEST_F(EnforcementTest, TableNameAndLogGroupOptions) {
   EXPECT_FALSE(table_exists("dbalt"));
 }
 
+TEST_F(EnforcementTest, ConfigFileNamesPolicyTableGroupAndStateDir) {
+  const auto policy = write_policy({.links = {rdp_always()}});
+  const std::string state = lab_->temp_dir() + "/cfg-state";
+  const std::string config = lab_->temp_dir() + "/enforcer.toml";
+  {
+    std::ofstream out(config);
+    out << "policy = \"" << policy << "\"\ntable = \"dbcfg\"\nlog_group = 9\npriority = -20\n"
+        << "state_dir = \"" << state << "\"\n";
+  }
+  ASSERT_RAN(lab_->enforcer({"apply", "--config", config}));
+  const std::string listing = list_table("dbcfg");
+  EXPECT_NE(listing.find("group 9"), std::string::npos) << listing;
+  EXPECT_NE(listing.find("priority -20"), std::string::npos) << listing;
+  EXPECT_TRUE(fs::exists(state + "/dbcfg.applied.json")) << "state not recorded in state_dir";
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22"));
+  const auto status = lab_->enforcer({"status", "--config", config});
+  EXPECT_EQ(status.exit_code, 0) << status.out << status.err;
+  EXPECT_NE(status.out.find("serial"), std::string::npos) << status.out;
+
+  // A flag overrides the file; an unknown key is refused with its location.
+  {
+    std::ofstream out(config, std::ios::app);
+    out << "colour = \"blue\"\n";
+  }
+  const auto bad = lab_->enforcer({"apply", "--config", config});
+  EXPECT_EQ(bad.exit_code, 2) << bad.out << bad.err;
+  EXPECT_NE(bad.err.find("enforcer.toml:6:"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("colour"), std::string::npos) << bad.err;
+}
+
 // --- the daemon ---------------------------------------------------------------------------------
 
 TEST_F(EnforcementTest, SigtermLeavesTableAndEnforcementInPlace) {
