@@ -332,9 +332,9 @@ TEST(CompileOptions, TableLogGroupAndPriorityAppearInPlanAndRendering) {
   const std::string text = render_nft(plan);
   EXPECT_NE(text.find("table inet edge_guard {\n"), std::string::npos);
   EXPECT_EQ(text.find("table inet drawbridge"), std::string::npos);
-  EXPECT_NE(text.find("type filter hook input priority filter - 20; policy accept;"),
+  EXPECT_NE(text.find("type filter hook input priority -20; policy accept;"),
             std::string::npos);
-  EXPECT_NE(text.find("type filter hook forward priority filter - 20; policy accept;"),
+  EXPECT_NE(text.find("type filter hook forward priority -20; policy accept;"),
             std::string::npos);
   // Every log statement uses the configured group (6 logging rules in this plan: guard, two
   // unapproved-port, unapproved-host, outside-window, unapproved-source of the link).
