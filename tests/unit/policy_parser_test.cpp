@@ -398,6 +398,58 @@ ports = ["tcp/22"]
   EXPECT_TRUE(parsed.ok()) << parsed.diagnostics.str();
 }
 
+// The overlap check is a sweep over sorted addresses; these are the cases a sweep can miss if it
+// only remembers the furthest-reaching address.
+TEST(PolicyParser, OverlapHiddenBehindTheSameProvidersWiderRangeIsFound) {
+  // x's /8 reaches furthest; y's /24 overlaps it (found), and x's /28 overlaps y's /24 while the
+  // furthest reaching address is x's own /8.
+  const auto parsed = parse(R"(
+[providers.x]
+addresses = ["10.0.0.0/8", "10.0.0.16/28"]
+[providers.y]
+addresses = ["10.0.0.0/24"]
+)");
+  ASSERT_FALSE(parsed.ok());
+  const auto text = parsed.diagnostics.str();
+  EXPECT_EQ(parsed.diagnostics.errors.size(), 2u) << text;
+  EXPECT_NE(text.find("'10.0.0.0/24' of provider 'y' overlaps address '10.0.0.16/28' of provider 'x'"),
+            std::string::npos) << text;
+}
+
+TEST(PolicyParser, DisjointProvidersInterleavedAcrossFamiliesAreAccepted) {
+  const auto parsed = parse(R"(
+[providers.x]
+addresses = ["198.51.100.0/25", "2001:db8:1::/48", "203.0.113.0/28"]
+[providers.y]
+addresses = ["198.51.100.128/25", "2001:db8:2::/48", "203.0.113.16/28", "::ffff:0:0/96"]
+[[links]]
+name = "l"
+provider = "x"
+hosts = ["203.0.113.32/27", "2001:db8:3::1"]
+ports = ["tcp/22"]
+)");
+  EXPECT_TRUE(parsed.ok()) << parsed.diagnostics.str();
+}
+
+TEST(PolicyParser, HostInsideAnEarlierWideProviderRangeIsFound) {
+  // The host lies after the start of a later, narrower provider address but inside the wide
+  // one that starts before it: the lookup must walk back past the narrow one.
+  const auto parsed = parse(R"(
+[providers.x]
+addresses = ["10.0.0.0/16"]
+[providers.y]
+addresses = ["10.1.0.0/24"]
+[[links]]
+name = "l"
+provider = "y"
+hosts = ["10.0.200.1"]
+ports = ["tcp/22"]
+)");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.diagnostics.str().find("host '10.0.200.1' of link 'l' overlaps address '10.0.0.0/16'"),
+            std::string::npos) << parsed.diagnostics.str();
+}
+
 TEST(PolicyParser, GrantMayEndExactlyAtExpiry) {
   const auto parsed = parse(R"(expires = 2026-01-02T00:00:00Z
 [providers.p]
