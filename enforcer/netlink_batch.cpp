@@ -344,7 +344,7 @@ void NftBatch::add_set(const std::string& table, const SetPlan& plan) {
         nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
         nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
         nftnl_set_set_str(s.get(), NFTNL_SET_NAME, plan.name.c_str());
-        std::uint32_t flags = NFT_SET_INTERVAL;
+        std::uint32_t flags = plan.interval ? NFT_SET_INTERVAL : 0;
         if (plan.verdict_map) flags |= NFT_SET_MAP;
         if (plan.has_timeouts) flags |= NFT_SET_TIMEOUT;
         if (plan.shape != KeyShape::address) flags |= NFT_SET_CONCAT;
@@ -405,7 +405,7 @@ void NftBatch::element_messages(std::uint16_t type, std::uint16_t flags, const s
   if (elements.empty()) return;
   const bool adding = type == NFT_MSG_NEWSETELEM;
   std::vector<ElemPtr> kernel;
-  if (set.shape == KeyShape::address) {
+  if (set.shape == KeyShape::address && set.interval) {
     kernel = rbtree_elements(set, elements, adding);
   } else {
     for (const auto& e : elements) {

@@ -101,7 +101,7 @@ std::string render_nft(const RulesetPlan& plan) {
   for (const auto& s : plan.sets) {
     out << "\t" << (s.verdict_map ? "map " : "set ") << s.name << " {\n";
     out << "\t\ttype " << key_type(s) << (s.verdict_map ? " : verdict" : "") << "\n";
-    out << "\t\tflags interval" << (s.has_timeouts ? ",timeout" : "") << "\n";
+    if (s.interval) out << "\t\tflags interval" << (s.has_timeouts ? ",timeout" : "") << "\n";
     if (!s.elements.empty()) {
       out << "\t\telements = { ";
       bool first = true;

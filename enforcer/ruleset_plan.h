@@ -5,7 +5,8 @@
 //
 // Shape of the table (for each family; see docs/ruleset.md):
 //   forward/input (base, priority filter-10, policy accept) → jump gate
-//   gate:   saddr/daddr vmap @providers_vN     → goto p<i>_<name> (traffic of one provider)
+//   gate:   saddr/daddr vmap @provider_hosts_vN (single addresses, hash)
+//           saddr/daddr vmap @providers_vN (prefixes, intervals) → goto p<i>_<name>
 //           daddr . l4proto . dport vmap @linked_vN → goto l<j>_foreign (unapproved source)
 //           l4proto . dport @guarded           → log + drop (unapproved source)
 //   p<i>:   open windows: vmap @p<i>_in_vN / @p<i>_out_vN (timeouts) → goto l<j>_allow
@@ -54,6 +55,9 @@ struct SetPlan {
   bool verdict_map = false;
   bool has_timeouts = false;   // open windows: elements expire in the kernel
   std::vector<SetElement> elements;  // disjoint, sorted
+  // Interval sets hold ranges (rbtree or, concatenated, pipapo); the others are hash sets of
+  // single keys, which the kernel loads about twice as fast.
+  bool interval = true;
 };
 
 // Packet fields a rule can look up. Address fields take the rule's family.

@@ -152,7 +152,8 @@ TEST(KernelTransaction, LargeProviderSetsAreSplitIntoMessagesTheKernelTakes) {
     ASSERT_TRUE(sock.ok());
     NftablesWriter writer(std::move(*sock));
     auto policy = policy_from(kPolicy);
-    // 50,000 separate /32s (not adjacent, so they cannot merge): 198.18.0.0/15, every other one.
+    // 50,000 separate /32s (not adjacent, so they cannot merge): 198.18.0.0/15, every other one;
+    // and 2,000 /30 prefixes for the interval map.
     policy.providers[0].addresses.clear();
     for (std::uint32_t i = 0; i < 50000; ++i) {
       const std::uint32_t a = (198u << 24) | (18u << 16) | (i * 2);
@@ -160,21 +161,28 @@ TEST(KernelTransaction, LargeProviderSetsAreSplitIntoMessagesTheKernelTakes) {
           std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 255) + "." +
           std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255)));
     }
+    for (std::uint32_t i = 0; i < 2000; ++i) {
+      policy.providers[0].addresses.push_back(*AddressRange::parse(
+          "100.64." + std::to_string(i / 32) + "." + std::to_string((i % 32) * 8) + "/30"));
+    }
     const auto plan = compile(policy, Instant(std::chrono::hours(24 * 20000)), {});
     ASSERT_TRUE(writer.replace(plan).ok());
-    // Each /32 is a start and an end element (plus the leading end marker at 0.0.0.0).
-    auto elements = writer.socket().read_elements("drawbridge", "providers_v4");
+    auto prefixes = writer.socket().read_elements("drawbridge", "providers_v4");
+    ASSERT_TRUE(prefixes.ok());
+    EXPECT_EQ(prefixes->size(), 2u * 2000u + 1u) << "start and end per prefix, end marker at 0";
+    // Single addresses are one element each, in the hash map.
+    auto elements = writer.socket().read_elements("drawbridge", "provider_hosts_v4");
     ASSERT_TRUE(elements.ok());
-    EXPECT_EQ(elements->size(), 2u * 50000u + 1u);
+    EXPECT_EQ(elements->size(), 50000u);
     EXPECT_GT(writer.last_stats().messages, 30u) << "element lists must be split";
     EXPECT_LT(writer.last_stats().bytes / writer.last_stats().messages, 64u * 1024u);
 
     // Replacing it again (a new generation of every set) works and leaves one table.
     policy.serial = 4;
     ASSERT_TRUE(writer.replace(compile(policy, Instant(std::chrono::hours(24 * 20000)), {})).ok());
-    auto again = writer.socket().read_elements("drawbridge", "providers_v4");
+    auto again = writer.socket().read_elements("drawbridge", "provider_hosts_v4");
     ASSERT_TRUE(again.ok());
-    EXPECT_EQ(again->size(), 2u * 50000u + 1u);
+    EXPECT_EQ(again->size(), 50000u);
   });
 }
 

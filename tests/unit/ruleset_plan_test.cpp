@@ -662,7 +662,8 @@ windows  = ["always"]
   EXPECT_EQ(elements(plan, "p1_hosts_v6"), Strings{"2001:db8:20::/64"});
   EXPECT_EQ(elements(plan, "linked_v6"), Strings{"2001:db8:20::/64 tcp/22 : goto l1_ssh6_foreign"});
   EXPECT_EQ(elements(plan, "providers_v6"), Strings{"2001:db8:100::/48 : goto p1_msp"});
-  EXPECT_TRUE(elements(plan, "providers_v4").empty());
+  EXPECT_EQ(plan.set("providers_v4"), nullptr) << "no IPv4 provider addresses, no IPv4 provider map";
+  EXPECT_EQ(plan.set("provider_hosts_v4"), nullptr);
   const ChainPlan* c = plan.chain("p1_msp");
   ASSERT_NE(c, nullptr);
   for (const auto& r : c->rules) {
@@ -681,8 +682,11 @@ TEST(CompileProviders, ChainsAndMapsPerProviderInNameOrder) {
   const RulesetPlan plan =
       compile_at(load("valid/school-multi-window.toml"), utc(2027, 2, 28, 12, 30));
   EXPECT_EQ(elements(plan, "providers_v4"),
-            (Strings{"198.51.100.0/25 : goto p1_backup_vendor",
-                     "203.0.113.16/28 : goto p2_helpdesk", "203.0.113.40 : goto p2_helpdesk"}));
+            (Strings{"198.51.100.0/25 : goto p1_backup_vendor", "203.0.113.16/28 : goto p2_helpdesk"}));
+  // Single addresses live in the hash map.
+  EXPECT_EQ(elements(plan, "provider_hosts_v4"), (Strings{"203.0.113.40 : goto p2_helpdesk"}));
+  EXPECT_FALSE(plan.set("provider_hosts_v4")->interval);
+  EXPECT_TRUE(plan.set("providers_v4")->interval);
   EXPECT_EQ(elements(plan, "p2_in_v4"),
             (Strings{"10.1.0.0/24 tcp/22 timeout=1740000ms : goto l1_ssh_admin_allow",
                      "10.1.1.5 tcp/22 timeout=1740000ms : goto l1_ssh_admin_allow"}));
