@@ -59,6 +59,9 @@ struct GoldenCase {
   std::string at;      // RFC 3339, UTC
 };
 
+// Test names and failure messages show the case, not its bytes.
+void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.policy << " at " << c.at; }
+
 const std::vector<GoldenCase> kCases = {
     {"clinic-east.toml", "2026-11-26T15:00:00Z"},
     {"valid/grants-only.toml", "2026-08-20T12:00:00Z"},
