@@ -545,7 +545,12 @@ void NftBatch::add_rule(const std::string& table, const std::string& chain, cons
 
 namespace {
 
-std::string errno_text(int err) { return std::strerror(err); }
+// strerror, with what to do about the one error an operator can fix at once.
+std::string errno_text(int err) {
+  std::string text = std::strerror(err);
+  if (err == EPERM) text += " (nftables needs root or CAP_NET_ADMIN)";
+  return text;
+}
 
 // The kernel's extended ack message (NLMSGERR_ATTR_MSG), when it sent one.
 std::string extack_message(const nlmsghdr* nlh) {
