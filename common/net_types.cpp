@@ -133,14 +133,17 @@ std::string AddressRange::str() const {
   return first.str() + "-" + last.str();
 }
 
-std::string_view protocol_name(Protocol p) { return p == Protocol::tcp ? "tcp" : "udp"; }
+std::string_view protocol_name(Protocol p) {
+  return p == Protocol::tcp ? "tcp" : "udp";
+}
 
 Result<PortRange> PortRange::parse(std::string_view text) {
   const auto bad = [&](const std::string& why) {
     return make_error("'" + std::string(text) + "' is not a port: " + why);
   };
   const auto slash = text.find('/');
-  if (slash == std::string_view::npos) return bad("expected \"tcp/PORT\", \"udp/PORT\" or \"tcp/FIRST-LAST\"");
+  if (slash == std::string_view::npos)
+    return bad("expected \"tcp/PORT\", \"udp/PORT\" or \"tcp/FIRST-LAST\"");
   PortRange r;
   const auto proto = text.substr(0, slash);
   if (proto == "tcp") {

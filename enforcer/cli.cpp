@@ -1,9 +1,10 @@
 #include "enforcer/cli.h"
 
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
-#include <spdlog/spdlog.h>
 
 #include "enforcer/daemon.h"
 #include "enforcer/enforcer_config.h"
@@ -31,10 +32,12 @@ struct Settings {
   std::string state_dir;
 
   void add_kernel_flags(CLI::App* app, bool with_compile) {
-    app->add_option("--config", config_path, "Enforcer config file (TOML; see docs/configuration.md)")
+    app->add_option("--config", config_path,
+                    "Enforcer config file (TOML; see docs/configuration.md)")
         ->check(CLI::ExistingFile);
     app->add_option("--table", table, "nftables table (family inet) to own [drawbridge]");
-    app->add_option("--state-dir", state_dir, "Where the applied state is recorded [/var/lib/drawbridge]");
+    app->add_option("--state-dir", state_dir,
+                    "Where the applied state is recorded [/var/lib/drawbridge]");
     if (with_compile) {
       app->add_option("--log-group", log_group, "NFLOG group for denied packets [100]")
           ->check(CLI::Range(0, 65535));
@@ -82,7 +85,9 @@ Result<Instant> resolve_time(const std::string& at) {
   return make_error("--at '" + at + "' is not a time: use RFC 3339, e.g. 2026-11-26T14:00:00Z");
 }
 
-std::string direction_name(Direction d) { return d == Direction::inbound ? "inbound" : "outbound"; }
+std::string direction_name(Direction d) {
+  return d == Direction::inbound ? "inbound" : "outbound";
+}
 
 int cmd_check(const std::string& path, const std::string& at_text) {
   auto policy = load_policy_or_report(path);
@@ -101,7 +106,8 @@ int cmd_check(const std::string& path, const std::string& at_text) {
   std::cout << "providers:\n";
   for (const auto& pr : p.providers) {
     std::cout << "  " << pr.name << ": " << pr.addresses.size() << " address range(s)";
-    for (std::size_t i = 0; i < pr.addresses.size() && i < 3; ++i) std::cout << (i ? ", " : " ") << pr.addresses[i].str();
+    for (std::size_t i = 0; i < pr.addresses.size() && i < 3; ++i)
+      std::cout << (i ? ", " : " ") << pr.addresses[i].str();
     if (pr.addresses.size() > 3) std::cout << ", …";
     std::cout << "\n";
   }
@@ -110,14 +116,15 @@ int cmd_check(const std::string& path, const std::string& at_text) {
   for (const auto& l : p.links) {
     std::string ports;
     for (const auto& port : l.ports) ports += (ports.empty() ? "" : ",") + port.str();
-    std::cout << "  " << l.name << ": " << direction_name(l.direction) << ", provider " << l.provider
-              << ", " << l.hosts.size() << " host range(s), " << ports << "\n";
+    std::cout << "  " << l.name << ": " << direction_name(l.direction) << ", provider "
+              << l.provider << ", " << l.hosts.size() << " host range(s), " << ports << "\n";
     bool open = false;
     for (const auto& o : plan.openings) {
       if (o.link != l.name) continue;
       open = true;
       std::cout << "    OPEN now by " << (o.ticket ? "grant " + *o.ticket : std::string("window"))
-                << (o.until == Instant::max() ? ", no end" : " until " + format_instant(o.until)) << "\n";
+                << (o.until == Instant::max() ? ", no end" : " until " + format_instant(o.until))
+                << "\n";
     }
     if (auto next = next_opening(p, l, *at)) {
       std::cout << "    next opening " << format_instant(next->from) << " until "
@@ -187,9 +194,10 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
     std::cerr << "apply failed, the previous ruleset is intact: " << ok.error().message << "\n";
     return kFailed;
   }
-  auto saved = save_applied(cfg.state_dir, AppliedState{cfg.table, plan.site, plan.serial,
-                                                        std::filesystem::absolute(cfg.policy).string(),
-                                                        plan.compiled_at, policy->expires});
+  auto saved =
+      save_applied(cfg.state_dir, AppliedState{cfg.table, plan.site, plan.serial,
+                                               std::filesystem::absolute(cfg.policy).string(),
+                                               plan.compiled_at, policy->expires});
   const auto& st = writer.last_stats();
   if (st.reconciled) {
     std::cout << "site " << plan.site << " serial " << plan.serial << " was already in table inet "
@@ -201,8 +209,10 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
               << " bytes, one transaction)\n";
   }
   for (const auto& o : plan.openings) {
-    std::cout << "  open: " << o.link << " by " << (o.ticket ? "grant " + *o.ticket : std::string("window"))
-              << (o.until == Instant::max() ? ", no end" : " until " + format_instant(o.until)) << "\n";
+    std::cout << "  open: " << o.link << " by "
+              << (o.ticket ? "grant " + *o.ticket : std::string("window"))
+              << (o.until == Instant::max() ? ", no end" : " until " + format_instant(o.until))
+              << "\n";
   }
   if (plan.expired) std::cout << "WARNING: the policy has expired; all provider access is closed\n";
   std::cout << "windows open and close on schedule only while `drawbridge-enforcer run` runs; "
@@ -240,7 +250,8 @@ int cmd_flush(const EnforcerConfig& cfg) {
     std::cerr << removed.error().message << "\n";
     return kFailed;
   }
-  std::cout << (*removed ? "removed table inet " + cfg.table + "; provider access is no longer restricted by drawbridge\n"
+  std::cout << (*removed ? "removed table inet " + cfg.table +
+                               "; provider access is no longer restricted by drawbridge\n"
                          : "table inet " + cfg.table + " was not there; nothing to do\n");
   return kOk;
 }
@@ -258,11 +269,14 @@ int run_cli(int argc, char** argv) {
   bool dry_run = false, json = false;
   Settings settings;
 
-  auto* check = app.add_subcommand("check", "Validate a policy and summarise it (providers, links, next openings)");
+  auto* check = app.add_subcommand(
+      "check", "Validate a policy and summarise it (providers, links, next openings)");
   check->add_option("POLICY", policy_path, "Policy file (TOML)")->required();
   check->add_option("--at", at, "Evaluate at this time (RFC 3339) instead of now");
 
-  auto* render = app.add_subcommand("render", "Print the nftables ruleset the policy gives at a time, in nft syntax (loadable with nft -f)");
+  auto* render = app.add_subcommand("render",
+                                    "Print the nftables ruleset the policy gives at a time, in nft "
+                                    "syntax (loadable with nft -f)");
   render->add_option("POLICY", settings.policy, "Policy file (TOML)")->required();
   render->add_option("--at", at, "Render for this time (RFC 3339) instead of now");
   settings.add_kernel_flags(render, true);
@@ -275,15 +289,19 @@ int run_cli(int argc, char** argv) {
   expl->add_option("--at", at, "At this time (RFC 3339) instead of now");
 
   auto* apply = app.add_subcommand("apply", "Install the policy now, in one atomic transaction");
-  apply->add_option("POLICY", settings.policy, "Policy file (TOML); defaults to the config's policy");
-  apply->add_flag("--dry-run", dry_run, "Have the kernel check the transaction without committing it");
+  apply->add_option("POLICY", settings.policy,
+                    "Policy file (TOML); defaults to the config's policy");
+  apply->add_flag("--dry-run", dry_run,
+                  "Have the kernel check the transaction without committing it");
   settings.add_kernel_flags(apply, true);
 
-  auto* run = app.add_subcommand("run", "Run the daemon: apply, open and close windows on schedule, reload on SIGHUP");
+  auto* run = app.add_subcommand(
+      "run", "Run the daemon: apply, open and close windows on schedule, reload on SIGHUP");
   run->add_option("--policy", settings.policy, "Policy file (TOML), instead of the config's");
   settings.add_kernel_flags(run, true);
 
-  auto* status = app.add_subcommand("status", "Show the applied policy, open links with remaining time, per-link counters");
+  auto* status = app.add_subcommand(
+      "status", "Show the applied policy, open links with remaining time, per-link counters");
   status->add_flag("--json", json, "Machine-readable output");
   settings.add_kernel_flags(status, false);
 

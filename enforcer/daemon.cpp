@@ -2,6 +2,8 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -9,8 +11,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "enforcer/kernel_state.h"
 #include "enforcer/policy_parser.h"
@@ -46,8 +46,7 @@ constexpr auto kReconcileEvery = std::chrono::minutes(1);
 
 class Daemon {
  public:
-  explicit Daemon(const DaemonOptions& o)
-      : opt_(o), log_(spdlog::stderr_color_mt("enforcer")) {}
+  explicit Daemon(const DaemonOptions& o) : opt_(o), log_(spdlog::stderr_color_mt("enforcer")) {}
 
   int run() {
     auto sock = NetlinkSocket::open();
@@ -85,9 +84,10 @@ class Daemon {
             log_->info("SIGHUP: reloading {}", opt_.policy_path);
             if (load_policy()) apply("reload", Mode::reconcile);
           } else {
-            log_->info("stopping on signal {}; table inet {} stays in place and open windows "
-                       "still close on their kernel timeouts",
-                       si.ssi_signo, opt_.compile.table);
+            log_->info(
+                "stopping on signal {}; table inet {} stays in place and open windows "
+                "still close on their kernel timeouts",
+                si.ssi_signo, opt_.compile.table);
             return 0;
           }
         }
@@ -131,10 +131,10 @@ class Daemon {
       return false;
     }
     log_open(plan, why);
-    auto saved = save_applied(opt_.state_dir, AppliedState{opt_.compile.table, policy_->site,
-                                                           policy_->serial,
-                                                           std::filesystem::absolute(opt_.policy_path).string(),
-                                                           plan.compiled_at, policy_->expires});
+    auto saved = save_applied(opt_.state_dir,
+                              AppliedState{opt_.compile.table, policy_->site, policy_->serial,
+                                           std::filesystem::absolute(opt_.policy_path).string(),
+                                           plan.compiled_at, policy_->expires});
     if (!saved.ok()) log_->error("applied, but could not record it: {}", saved.error().message);
     return true;
   }
@@ -173,15 +173,17 @@ class Daemon {
   void log_open(const RulesetPlan& plan, const char* why) {
     const auto& st = writer_->last_stats();
     log_->info("{}: site {} serial {}: {} ({} messages, {} bytes{})", why, plan.site, plan.serial,
-               st.reconciled ? "already in the kernel, windows brought up to date"
-               : st.incremental ? "windows updated" : "table replaced",
+               st.reconciled    ? "already in the kernel, windows brought up to date"
+               : st.incremental ? "windows updated"
+                                : "table replaced",
                st.messages, st.bytes,
                st.incremental ? fmt::format(", +{} −{} elements", st.added, st.deleted) : "");
     for (const auto& o : plan.openings) {
       log_->info("  open: link {} {} until {}", o.link,
                  o.ticket ? "grant " + *o.ticket : std::string("window"), format_instant(o.until));
     }
-    if (plan.expired) log_->warn("policy serial {} has expired: all provider access is closed", plan.serial);
+    if (plan.expired)
+      log_->warn("policy serial {} has expired: all provider access is closed", plan.serial);
   }
 
   void arm(int timer) {

@@ -1,7 +1,8 @@
 #include "enforcer/enforcer_config.h"
 
-#include <regex>
 #include <toml++/toml.h>
+
+#include <regex>
 
 namespace drawbridge {
 
@@ -44,20 +45,23 @@ Result<EnforcerConfig> load_config(const std::string& path) {
       if (!v) return make_error("'" + k + "' must be an integer", loc);
       const auto n = v->get();
       if (k == "log_group") {
-        if (n < 0 || n > 65535) return make_error("'log_group' must be 0-65535, got " + std::to_string(n), loc);
+        if (n < 0 || n > 65535)
+          return make_error("'log_group' must be 0-65535, got " + std::to_string(n), loc);
         cfg.log_group = static_cast<std::uint16_t>(n);
       } else {
         // Below the usual filter priority, above security (50): restrict before others accept.
-        if (n < -300 || n > 300) return make_error("'priority' must be between -300 and 300, got " + std::to_string(n), loc);
+        if (n < -300 || n > 300)
+          return make_error("'priority' must be between -300 and 300, got " + std::to_string(n),
+                            loc);
         cfg.priority = static_cast<int>(n);
       }
     } else {
-      return make_error("unknown key '" + k +
-                            "' (expected: policy, table, log_group, priority, state_dir)",
-                        loc);
+      return make_error(
+          "unknown key '" + k + "' (expected: policy, table, log_group, priority, state_dir)", loc);
     }
   }
-  if (auto ok = check_table_name(cfg.table); !ok.ok()) return make_error(ok.error().message, {path, 0, 0});
+  if (auto ok = check_table_name(cfg.table); !ok.ok())
+    return make_error(ok.error().message, {path, 0, 0});
   return cfg;
 }
 

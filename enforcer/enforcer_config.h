@@ -9,10 +9,10 @@
 namespace drawbridge {
 
 struct EnforcerConfig {
-  std::string policy;                          // path of the local policy file
-  std::string table = "drawbridge";            // nftables table (family inet) it owns
-  std::uint16_t log_group = 100;               // NFLOG group of denied packets
-  int priority = -10;                          // of its base chains (filter = 0)
+  std::string policy;                // path of the local policy file
+  std::string table = "drawbridge";  // nftables table (family inet) it owns
+  std::uint16_t log_group = 100;     // NFLOG group of denied packets
+  int priority = -10;                // of its base chains (filter = 0)
   std::string state_dir = "/var/lib/drawbridge";
 };
 

@@ -18,11 +18,20 @@ const SetElement* find(const SetPlan& set, const Packet& p, const RulePlan& rule
   std::optional<std::uint16_t> port;
   for (Field f : rule.key) {
     switch (f) {
-      case Field::saddr: addr = p.saddr; break;
-      case Field::daddr: addr = p.daddr; break;
-      case Field::sport: port = p.sport; break;
-      case Field::dport: port = p.dport; break;
-      case Field::l4proto: break;
+      case Field::saddr:
+        addr = p.saddr;
+        break;
+      case Field::daddr:
+        addr = p.daddr;
+        break;
+      case Field::sport:
+        port = p.sport;
+        break;
+      case Field::dport:
+        port = p.dport;
+        break;
+      case Field::l4proto:
+        break;
     }
   }
   if (addr && addr->family != rule.family) return nullptr;  // the rule's family check fails
@@ -162,7 +171,8 @@ Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connect
     ex.text += "  link " + link->name + " is closed now";
     const Address& host = link->direction == Direction::inbound ? c.to : c.from;
     if (auto next = next_opening(for_host(policy, *link, host), *link, at)) {
-      ex.text += "; it opens next " + format_instant(next->from) + " " + describe_until(next->until);
+      ex.text +=
+          "; it opens next " + format_instant(next->from) + " " + describe_until(next->until);
     } else {
       ex.text += "; no window or grant opens it again";
     }

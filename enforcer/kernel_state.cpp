@@ -45,7 +45,8 @@ Result<NftBatch> NftablesWriter::replacement(const RulesetPlan& plan) {
       // A base chain stays hooked when the plan has it with the same hook and priority.
       const auto* p = plan.chain(c.name);
       keep = p && p->hook &&
-             c.hook == (p->hook->point == Hook::Point::forward ? 2u /*NF_INET_FORWARD*/ : 1u /*NF_INET_LOCAL_IN*/) &&
+             c.hook == (p->hook->point == Hook::Point::forward ? 2u /*NF_INET_FORWARD*/
+                                                               : 1u /*NF_INET_LOCAL_IN*/) &&
              c.priority == p->hook->priority;
     }
     if (!keep) batch.delete_chain(plan.table, c.name);
@@ -130,7 +131,7 @@ namespace {
 
 // Open elements as the kernel holds them, in the plan's terms; nullopt if they do not decode.
 std::optional<std::vector<SetElement>> decode_open(const SetPlan& set,
-                                                  const std::vector<KernelElement>& kernel) {
+                                                   const std::vector<KernelElement>& kernel) {
   const std::size_t alen = set.family == Family::v4 ? 4 : 16;
   std::vector<SetElement> out;
   for (const auto& k : kernel) {

@@ -12,9 +12,8 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
-#include <sys/socket.h>
-
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -48,15 +47,22 @@ constexpr std::uint32_t kTypeBits = 6;
 constexpr std::uint32_t kByteorderBigEndian = 2;
 constexpr std::uint32_t kExprConcat = 13;  // nft's EXPR_CONCAT, recorded for concatenated keys
 
-std::uint32_t addr_type(Family f) { return f == Family::v4 ? kTypeIpv4 : kTypeIpv6; }
-std::uint32_t addr_len(Family f) { return f == Family::v4 ? 4 : 16; }
+std::uint32_t addr_type(Family f) {
+  return f == Family::v4 ? kTypeIpv4 : kTypeIpv6;
+}
+std::uint32_t addr_len(Family f) {
+  return f == Family::v4 ? 4 : 16;
+}
 
 std::uint32_t key_type(const SetPlan& s) {
   switch (s.shape) {
-    case KeyShape::address: return addr_type(s.family);
+    case KeyShape::address:
+      return addr_type(s.family);
     case KeyShape::address_service:
-      return (((addr_type(s.family) << kTypeBits) | kTypeInetProto) << kTypeBits) | kTypeInetService;
-    case KeyShape::service: return (kTypeInetProto << kTypeBits) | kTypeInetService;
+      return (((addr_type(s.family) << kTypeBits) | kTypeInetProto) << kTypeBits) |
+             kTypeInetService;
+    case KeyShape::service:
+      return (kTypeInetProto << kTypeBits) | kTypeInetService;
   }
   return 0;
 }
@@ -64,9 +70,12 @@ std::uint32_t key_type(const SetPlan& s) {
 // Field lengths in bytes, and the key length in 32-bit registers.
 std::vector<std::uint8_t> field_lengths(const SetPlan& s) {
   switch (s.shape) {
-    case KeyShape::address: return {static_cast<std::uint8_t>(addr_len(s.family))};
-    case KeyShape::address_service: return {static_cast<std::uint8_t>(addr_len(s.family)), 1, 2};
-    case KeyShape::service: return {1, 2};
+    case KeyShape::address:
+      return {static_cast<std::uint8_t>(addr_len(s.family))};
+    case KeyShape::address_service:
+      return {static_cast<std::uint8_t>(addr_len(s.family)), 1, 2};
+    case KeyShape::service:
+      return {1, 2};
   }
   return {};
 }
@@ -81,11 +90,13 @@ std::uint32_t key_len(const SetPlan& s) {
 std::vector<std::uint8_t> key_bytes(const SetPlan& s, const Address* a, Protocol proto,
                                     std::uint16_t port) {
   std::vector<std::uint8_t> k;
-  if (s.shape != KeyShape::service) k.insert(k.end(), a->bytes.begin(), a->bytes.begin() + a->size());
+  if (s.shape != KeyShape::service)
+    k.insert(k.end(), a->bytes.begin(), a->bytes.begin() + a->size());
   if (s.shape != KeyShape::address) {
     const std::uint8_t p[4] = {static_cast<std::uint8_t>(proto), 0, 0, 0};
     k.insert(k.end(), p, p + 4);
-    const std::uint8_t q[4] = {static_cast<std::uint8_t>(port >> 8), static_cast<std::uint8_t>(port), 0, 0};
+    const std::uint8_t q[4] = {static_cast<std::uint8_t>(port >> 8),
+                               static_cast<std::uint8_t>(port), 0, 0};
     k.insert(k.end(), q, q + 4);
   }
   return k;
@@ -93,10 +104,14 @@ std::vector<std::uint8_t> key_bytes(const SetPlan& s, const Address* a, Protocol
 
 std::uint32_t verdict_code(Verdict::Kind k) {
   switch (k) {
-    case Verdict::Kind::accept: return NF_ACCEPT;
-    case Verdict::Kind::drop: return NF_DROP;
-    case Verdict::Kind::jump: return static_cast<std::uint32_t>(NFT_JUMP);
-    case Verdict::Kind::go_to: return static_cast<std::uint32_t>(NFT_GOTO);
+    case Verdict::Kind::accept:
+      return NF_ACCEPT;
+    case Verdict::Kind::drop:
+      return NF_DROP;
+    case Verdict::Kind::jump:
+      return static_cast<std::uint32_t>(NFT_JUMP);
+    case Verdict::Kind::go_to:
+      return static_cast<std::uint32_t>(NFT_GOTO);
   }
   return NF_DROP;
 }
@@ -120,13 +135,15 @@ std::vector<ElemPtr> kernel_elements(const SetPlan& s, const SetElement& pe, boo
     const auto k = key_bytes(s, first, pe.service->protocol, pe.service->first);
     const auto ke = key_bytes(s, last, pe.service->protocol, pe.service->last);
     nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY, k.data(), static_cast<std::uint32_t>(k.size()));
-    nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY_END, ke.data(), static_cast<std::uint32_t>(ke.size()));
+    nftnl_set_elem_set(e.get(), NFTNL_SET_ELEM_KEY_END, ke.data(),
+                       static_cast<std::uint32_t>(ke.size()));
   }
   if (with_data) {
     if (pe.verdict) set_verdict(e.get(), *pe.verdict);
     if (pe.timeout) {
-      nftnl_set_elem_set_u64(e.get(), NFTNL_SET_ELEM_TIMEOUT,
-                             static_cast<std::uint64_t>(std::max<std::int64_t>(1, pe.timeout->count())));
+      nftnl_set_elem_set_u64(
+          e.get(), NFTNL_SET_ELEM_TIMEOUT,
+          static_cast<std::uint64_t>(std::max<std::int64_t>(1, pe.timeout->count())));
     }
   }
   out.push_back(std::move(e));
@@ -163,9 +180,13 @@ void put_comment(nftnl_udata_buf* buf, std::uint8_t type, const std::string& com
   nftnl_udata_put_strz(buf, type, comment.c_str());
 }
 
-void add_expr(nftnl_rule* r, nftnl_expr* e) { nftnl_rule_add_expr(r, e); }
+void add_expr(nftnl_rule* r, nftnl_expr* e) {
+  nftnl_rule_add_expr(r, e);
+}
 
-nftnl_expr* expr(const char* name) { return nftnl_expr_alloc(name); }
+nftnl_expr* expr(const char* name) {
+  return nftnl_expr_alloc(name);
+}
 
 void meta_nfproto(nftnl_rule* r, Family f) {
   auto* m = expr("meta");
@@ -278,8 +299,8 @@ void NftBatch::add_table(const std::string& table) {
         // Flags 0: never dormant, and no "owner" flag that would make the table vanish (and
         // the gateway fail open) when the process that created it exits.
         nftnl_table_set_u32(t.get(), NFTNL_TABLE_FLAGS, 0);
-        auto* nlh = nftnl_nlmsg_build_hdr(b, NFT_MSG_NEWTABLE, NFPROTO_INET,
-                                          NLM_F_CREATE | NLM_F_ACK, 0);
+        auto* nlh =
+            nftnl_nlmsg_build_hdr(b, NFT_MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, 0);
         nftnl_table_nlmsg_build_payload(nlh, t.get());
       },
       "creating table inet " + table);
@@ -360,7 +381,8 @@ void NftBatch::add_set(const std::string& table, const SetPlan& plan) {
           std::uint8_t lens[NFT_REG32_COUNT] = {};
           const auto fl = field_lengths(plan);
           std::copy(fl.begin(), fl.end(), lens);
-          nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, lens, static_cast<std::uint32_t>(fl.size()));
+          nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, lens,
+                             static_cast<std::uint32_t>(fl.size()));
         }
         // User data that nft reads back to print keys and data in the right form.
         UdataPtr ud(nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN));
@@ -382,8 +404,8 @@ void NftBatch::add_set(const std::string& table, const SetPlan& plan) {
         }
         nftnl_set_set_data(s.get(), NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud.get()),
                            nftnl_udata_buf_len(ud.get()));
-        auto* nlh = nftnl_nlmsg_build_hdr(b, NFT_MSG_NEWSET, NFPROTO_INET,
-                                          NLM_F_CREATE | NLM_F_ACK, 0);
+        auto* nlh =
+            nftnl_nlmsg_build_hdr(b, NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, 0);
         nftnl_set_nlmsg_build_payload(nlh, s.get());
       },
       "creating set " + plan.name);
@@ -447,8 +469,9 @@ void NftBatch::add_chain(const std::string& table, const ChainPlan& plan) {
         nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
         nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, plan.name.c_str());
         if (plan.hook) {
-          nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_HOOKNUM,
-                              plan.hook->point == Hook::Point::forward ? NF_INET_FORWARD : NF_INET_LOCAL_IN);
+          nftnl_chain_set_u32(
+              c.get(), NFTNL_CHAIN_HOOKNUM,
+              plan.hook->point == Hook::Point::forward ? NF_INET_FORWARD : NF_INET_LOCAL_IN);
           nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, plan.hook->priority);
           nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TYPE, "filter");
           nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
@@ -459,8 +482,8 @@ void NftBatch::add_chain(const std::string& table, const ChainPlan& plan) {
           nftnl_chain_set_data(c.get(), NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(ud.get()),
                                nftnl_udata_buf_len(ud.get()));
         }
-        auto* nlh = nftnl_nlmsg_build_hdr(b, NFT_MSG_NEWCHAIN, NFPROTO_INET,
-                                          NLM_F_CREATE | NLM_F_ACK, 0);
+        auto* nlh =
+            nftnl_nlmsg_build_hdr(b, NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, 0);
         nftnl_chain_nlmsg_build_payload(nlh, c.get());
       },
       "creating chain " + plan.name);
@@ -562,8 +585,9 @@ std::string extack_message(const nlmsghdr* nlh) {
   // mnl_attr_for_each, spelled out: the macro's casts do not compile as C++.
   auto* msg_start = const_cast<nlmsghdr*>(nlh);
   for (auto* attr = static_cast<nlattr*>(mnl_nlmsg_get_payload_offset(msg_start, offset));
-       mnl_attr_ok(attr, static_cast<int>(static_cast<char*>(mnl_nlmsg_get_payload_tail(msg_start)) -
-                                          reinterpret_cast<char*>(attr)));
+       mnl_attr_ok(attr,
+                   static_cast<int>(static_cast<char*>(mnl_nlmsg_get_payload_tail(msg_start)) -
+                                    reinterpret_cast<char*>(attr)));
        attr = mnl_attr_next(attr)) {
     if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG) msg = mnl_attr_get_str(attr);
   }
@@ -622,8 +646,9 @@ Result<void> NetlinkSocket::send(const NftBatch& batch, bool commit) {
   for (std::size_t i = 0; i < batch.what_.size(); ++i) {
     const std::size_t off = out.size();
     const std::uint32_t start = batch.msg_offset_[i];
-    const std::uint32_t end =
-        i + 1 < batch.msg_offset_.size() ? batch.msg_offset_[i + 1] : static_cast<std::uint32_t>(batch.buf_.size());
+    const std::uint32_t end = i + 1 < batch.msg_offset_.size()
+                                  ? batch.msg_offset_[i + 1]
+                                  : static_cast<std::uint32_t>(batch.buf_.size());
     out.insert(out.end(), batch.buf_.begin() + start, batch.buf_.begin() + end);
     auto* nlh = reinterpret_cast<nlmsghdr*>(out.data() + off);
     nlh->nlmsg_seq = next_seq();
@@ -637,11 +662,13 @@ Result<void> NetlinkSocket::send(const NftBatch& batch, bool commit) {
   // One transaction is one sendmsg: size both buffers for it (SO_*BUFFORCE needs CAP_NET_ADMIN,
   // which writing rules needs anyway; the plain option is the fallback).
   const int sndbuf = static_cast<int>(out.size() + 4096);
-  if (setsockopt(mnl_socket_get_fd(sock_), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0) {
+  if (setsockopt(mnl_socket_get_fd(sock_), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) <
+      0) {
     setsockopt(mnl_socket_get_fd(sock_), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   }
   const int rcvbuf = static_cast<int>(std::max<std::size_t>(1 << 20, batch.what_.size() * 256));
-  if (setsockopt(mnl_socket_get_fd(sock_), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0) {
+  if (setsockopt(mnl_socket_get_fd(sock_), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) <
+      0) {
     setsockopt(mnl_socket_get_fd(sock_), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   }
   if (mnl_socket_sendto(sock_, out.data(), out.size()) < 0) {
@@ -669,7 +696,8 @@ Result<void> NetlinkSocket::send(const NftBatch& batch, bool commit) {
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
       if (err->error != 0 && !first_error) {
         const auto it = seq_to_msg.find(err->msg.nlmsg_seq);
-        const std::string what = it != seq_to_msg.end() ? batch.what_[it->second] : "the transaction";
+        const std::string what =
+            it != seq_to_msg.end() ? batch.what_[it->second] : "the transaction";
         std::string msg = "the kernel refused " + what + ": " + errno_text(-err->error);
         if (const auto ext = extack_message(nlh); !ext.empty()) msg += " (" + ext + ")";
         first_error = make_error(msg);
@@ -802,21 +830,26 @@ Result<std::vector<KernelElement>> NetlinkSocket::read_elements(const std::strin
     while (auto* e = nftnl_set_elems_iter_next(it)) {
       KernelElement ke;
       std::uint32_t len = 0;
-      if (const auto* k = static_cast<const std::uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len))) {
+      if (const auto* k =
+              static_cast<const std::uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len))) {
         ke.key.assign(k, k + len);
       }
-      if (const auto* k = static_cast<const std::uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY_END, &len))) {
+      if (const auto* k = static_cast<const std::uint8_t*>(
+              nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY_END, &len))) {
         ke.key_end.assign(k, k + len);
       }
-      if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN)) ke.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
+      if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN))
+        ke.chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
       if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_TIMEOUT)) {
         ke.timeout = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_TIMEOUT));
       }
       if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_EXPIRATION)) {
-        ke.expires = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_EXPIRATION));
+        ke.expires =
+            std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_EXPIRATION));
       }
       if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_FLAGS)) {
-        ke.interval_end = (nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END) != 0;
+        ke.interval_end =
+            (nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END) != 0;
       }
       out.push_back(std::move(ke));
     }

@@ -53,8 +53,8 @@ class NftBatch {
   // The set id ties elements and lookups to a set created in the same transaction.
   std::uint32_t set_id(const std::string& name);
 
-  std::vector<char> buf_;                 // the messages, back to back, without begin/end
-  std::vector<std::string> what_;         // one per message, in order
+  std::vector<char> buf_;          // the messages, back to back, without begin/end
+  std::vector<std::string> what_;  // one per message, in order
   std::vector<std::uint32_t> msg_offset_;
   std::vector<std::pair<std::string, std::uint32_t>> set_ids_;
 };
@@ -106,7 +106,8 @@ class NetlinkSocket {
   Result<void> send(const NftBatch& batch, bool commit = true);
 
   Result<KernelTable> read_table(const std::string& table);
-  Result<std::vector<KernelElement>> read_elements(const std::string& table, const std::string& set);
+  Result<std::vector<KernelElement>> read_elements(const std::string& table,
+                                                   const std::string& set);
   Result<std::vector<KernelRule>> read_rules(const std::string& table);
 
  private:

@@ -32,10 +32,14 @@ std::string service_text(const PortRange& p) {
 
 std::string verdict_text(const Verdict& v) {
   switch (v.kind) {
-    case Verdict::Kind::accept: return "accept";
-    case Verdict::Kind::drop: return "drop";
-    case Verdict::Kind::jump: return "jump " + v.chain;
-    case Verdict::Kind::go_to: return "goto " + v.chain;
+    case Verdict::Kind::accept:
+      return "accept";
+    case Verdict::Kind::drop:
+      return "drop";
+    case Verdict::Kind::jump:
+      return "jump " + v.chain;
+    case Verdict::Kind::go_to:
+      return "goto " + v.chain;
   }
   return {};
 }
@@ -43,9 +47,12 @@ std::string verdict_text(const Verdict& v) {
 std::string key_type(const SetPlan& s) {
   const std::string addr = s.family == Family::v4 ? "ipv4_addr" : "ipv6_addr";
   switch (s.shape) {
-    case KeyShape::address: return addr;
-    case KeyShape::address_service: return addr + " . inet_proto . inet_service";
-    case KeyShape::service: return "inet_proto . inet_service";
+    case KeyShape::address:
+      return addr;
+    case KeyShape::address_service:
+      return addr + " . inet_proto . inet_service";
+    case KeyShape::service:
+      return "inet_proto . inet_service";
   }
   return {};
 }
@@ -53,16 +60,23 @@ std::string key_type(const SetPlan& s) {
 std::string field_text(Field f, Family fam) {
   const std::string ip = fam == Family::v4 ? "ip" : "ip6";
   switch (f) {
-    case Field::saddr: return ip + " saddr";
-    case Field::daddr: return ip + " daddr";
-    case Field::l4proto: return "meta l4proto";
-    case Field::sport: return "th sport";
-    case Field::dport: return "th dport";
+    case Field::saddr:
+      return ip + " saddr";
+    case Field::daddr:
+      return ip + " daddr";
+    case Field::l4proto:
+      return "meta l4proto";
+    case Field::sport:
+      return "th sport";
+    case Field::dport:
+      return "th dport";
   }
   return {};
 }
 
-std::string quoted(const std::string& s) { return "\"" + s + "\""; }
+std::string quoted(const std::string& s) {
+  return "\"" + s + "\"";
+}
 
 // As nft lists it: a standard priority name when the value is within 10 of one that filter
 // chains on input/forward may use, else the number.
@@ -76,7 +90,8 @@ std::string priority_text(int prio) {
     const int offset = prio - n.value;
     if (offset < -10 || offset > 10) continue;
     if (offset == 0) return n.name;
-    return std::string(n.name) + (offset < 0 ? " - " : " + ") + std::to_string(offset < 0 ? -offset : offset);
+    return std::string(n.name) + (offset < 0 ? " - " : " + ") +
+           std::to_string(offset < 0 ? -offset : offset);
   }
   return std::to_string(prio);
 }
@@ -85,9 +100,12 @@ std::string priority_text(int prio) {
 
 std::string nft_element_key(const SetElement& e, KeyShape shape) {
   switch (shape) {
-    case KeyShape::address: return e.address->str();
-    case KeyShape::address_service: return e.address->str() + " . " + service_text(*e.service);
-    case KeyShape::service: return service_text(*e.service);
+    case KeyShape::address:
+      return e.address->str();
+    case KeyShape::address_service:
+      return e.address->str() + " . " + service_text(*e.service);
+    case KeyShape::service:
+      return service_text(*e.service);
   }
   return {};
 }
@@ -129,9 +147,9 @@ std::string render_nft(const RulesetPlan& plan) {
       std::vector<std::string> parts;
       if (r.icmpv6_type) {
         parts.push_back(std::string("icmpv6 type ") +
-                        (*r.icmpv6_type == kNeighborSolicit ? "nd-neighbor-solicit"
+                        (*r.icmpv6_type == kNeighborSolicit  ? "nd-neighbor-solicit"
                          : *r.icmpv6_type == kNeighborAdvert ? "nd-neighbor-advert"
-                                                              : std::to_string(*r.icmpv6_type)));
+                                                             : std::to_string(*r.icmpv6_type)));
       }
       if (r.reply_only) parts.push_back("ct direction reply");
       if (!r.key.empty()) {

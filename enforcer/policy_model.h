@@ -46,9 +46,9 @@ struct Link {
   std::string name;
   std::string provider;
   Direction direction = Direction::inbound;
-  std::vector<AddressRange> hosts;  // client-side addresses
-  std::vector<PortRange> ports;     // on the hosts (inbound) or on the provider (outbound)
-  std::vector<std::string> windows; // names of Policy::windows entries or "always"; may be empty
+  std::vector<AddressRange> hosts;   // client-side addresses
+  std::vector<PortRange> ports;      // on the hosts (inbound) or on the provider (outbound)
+  std::vector<std::string> windows;  // names of Policy::windows entries or "always"; may be empty
   SourceLocation where;
 };
 
@@ -72,14 +72,14 @@ struct Policy {
   int version = 1;
   std::string site;
   std::uint64_t serial = 0;
-  std::string timezone;           // IANA name, validated to exist
-  std::optional<Instant> expires; // after it, all provider access is closed
+  std::string timezone;            // IANA name, validated to exist
+  std::optional<Instant> expires;  // after it, all provider access is closed
   std::vector<Provider> providers;
-  std::vector<Window> windows;    // user-defined only; "always" is implicit
+  std::vector<Window> windows;  // user-defined only; "always" is implicit
   std::vector<Link> links;
   std::vector<Grant> grants;
   Guard guard;
-  std::string source;             // the file it was read from, for messages
+  std::string source;  // the file it was read from, for messages
 
   [[nodiscard]] const Provider* provider(std::string_view name) const;
   [[nodiscard]] const Window* window(std::string_view name) const;

@@ -50,7 +50,9 @@ bool is_valid_name(std::string_view s, std::size_t max_len) {
                      [](char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; });
 }
 
-std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quoted(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
 
 std::string join(const std::vector<std::string>& items) {
   std::string out;
@@ -183,7 +185,9 @@ struct Located {
 template <class T>
 using Converter = std::function<Result<T>(std::string_view)>;
 
-Result<std::string> as_is(std::string_view text) { return std::string(text); }
+Result<std::string> as_is(std::string_view text) {
+  return std::string(text);
+}
 
 enum class Need : std::uint8_t { required, optional };
 enum class Empty : std::uint8_t { allowed, refused };
@@ -532,10 +536,10 @@ class PolicyBuilder {
         std::pair(a->range.where.line, a->range.where.column)) {
       std::swap(a, b);  // report at the one written later
     }
-    diag_.add(b->range.where,
-              "address " + quoted(b->range.text) + " of provider " + quoted(b->provider) +
-                  " overlaps address " + quoted(a->range.text) + " of provider " +
-                  quoted(a->provider) + "; a packet must be attributable to one provider");
+    diag_.add(b->range.where, "address " + quoted(b->range.text) + " of provider " +
+                                  quoted(b->provider) + " overlaps address " +
+                                  quoted(a->range.text) + " of provider " + quoted(a->provider) +
+                                  "; a packet must be attributable to one provider");
   }
 
   // Provider addresses by (family, start), with the furthest end reached up to each position,
@@ -697,10 +701,12 @@ class PolicyBuilder {
     for (const auto& host : hosts) {
       // Candidates start at or before the host's end; walk back while something earlier could
       // still reach the host's start.
-      auto it = std::upper_bound(sorted_addresses_.begin(), sorted_addresses_.end(), host.value.last,
-                                 [](const Address& a, const auto* p) { return a < p->range.value.first; });
+      auto it = std::upper_bound(
+          sorted_addresses_.begin(), sorted_addresses_.end(), host.value.last,
+          [](const Address& a, const auto* p) { return a < p->range.value.first; });
       for (auto i = static_cast<std::size_t>(it - sorted_addresses_.begin()); i-- > 0;) {
-        if (reach_so_far_[i] < host.value.first || reach_so_far_[i].family != host.value.family()) break;
+        if (reach_so_far_[i] < host.value.first || reach_so_far_[i].family != host.value.family())
+          break;
         const auto& address = *sorted_addresses_[i];
         if (!host.value.overlaps(address.range.value)) continue;
         diag_.add(host.where, "host " + quoted(host.text) + " of link " + quoted(link) +
@@ -852,7 +858,7 @@ class PolicyBuilder {
   std::vector<ProviderAddress> provider_addresses_;
   std::vector<const ProviderAddress*> sorted_addresses_;  // by (family, start)
   std::vector<Address> reach_so_far_;                     // furthest end up to each index
-  std::map<std::string, LinkInfo> links_;  // first definition of each name
+  std::map<std::string, LinkInfo> links_;                 // first definition of each name
   std::map<std::pair<std::string, std::string>, SourceLocation> grant_tickets_;
 };
 

@@ -42,11 +42,16 @@ std::vector<PortRange> merge_ports(std::vector<PortRange> ports) {
 
 std::string_view deny_reason_name(DenyReason r) {
   switch (r) {
-    case DenyReason::outside_window: return "outside-window";
-    case DenyReason::unapproved_source: return "unapproved-source";
-    case DenyReason::unapproved_host: return "unapproved-host";
-    case DenyReason::unapproved_port: return "unapproved-port";
-    case DenyReason::policy_expired: return "policy-expired";
+    case DenyReason::outside_window:
+      return "outside-window";
+    case DenyReason::unapproved_source:
+      return "unapproved-source";
+    case DenyReason::unapproved_host:
+      return "unapproved-host";
+    case DenyReason::unapproved_port:
+      return "unapproved-port";
+    case DenyReason::policy_expired:
+      return "policy-expired";
   }
   return "unknown";
 }
@@ -74,7 +79,9 @@ namespace {
 const Family kFamilies[] = {Family::v4, Family::v6};
 const Direction kDirections[] = {Direction::inbound, Direction::outbound};
 
-std::string fam_suffix(Family f) { return f == Family::v4 ? "_v4" : "_v6"; }
+std::string fam_suffix(Family f) {
+  return f == Family::v4 ? "_v4" : "_v6";
+}
 
 // nft identifiers may not contain '-'; the chain comment keeps the real name.
 std::string identifier(std::string_view name) {
@@ -109,7 +116,9 @@ std::vector<AddressRange> of_family(const std::vector<AddressRange>& v, Family f
   return out;
 }
 
-Verdict go_to(std::string chain) { return Verdict{Verdict::Kind::go_to, std::move(chain)}; }
+Verdict go_to(std::string chain) {
+  return Verdict{Verdict::Kind::go_to, std::move(chain)};
+}
 
 // The open element for a piece of a link: which link it belongs to and when it closes.
 struct OpenValue {
@@ -122,7 +131,8 @@ std::vector<Opening> openings_at(const Policy& policy, const Link& link, Instant
   std::vector<Opening> out;
   if (policy.expires && now >= *policy.expires) return out;
   if (auto until = recurring_open_until(policy, link, now)) {
-    out.push_back(Opening{link.name, link.provider, link.direction, std::nullopt, link.hosts, *until});
+    out.push_back(
+        Opening{link.name, link.provider, link.direction, std::nullopt, link.hosts, *until});
   }
   for (const auto& g : policy.grants) {
     if (g.link != link.name || now < g.from || now >= g.until) continue;
@@ -275,7 +285,8 @@ class Compiler {
         if (!any) continue;
 
         const std::string dir = in ? "_in" : "_out";
-        SetPlan open{set_prefix + dir + fam_suffix(f), KeyShape::address_service, f, true, true, {}};
+        SetPlan open{
+            set_prefix + dir + fam_suffix(f), KeyShape::address_service, f, true, true, {}};
         // Where links overlap, the piece stays open as long as any of them and is credited to
         // the link that keeps it open longest.
         const auto later = [](const OpenValue& a, const OpenValue& b) {
@@ -290,9 +301,14 @@ class Compiler {
           }
           open.elements.push_back(std::move(e));
         }
-        SetPlan scope{set_prefix + "_scope" + dir + fam_suffix(f), KeyShape::address_service, f,
-                      true, false, {}};
-        for (const auto& b : disjoint_boxes(scope_boxes, [](auto a, auto b) { return std::min(a, b); })) {
+        SetPlan scope{set_prefix + "_scope" + dir + fam_suffix(f),
+                      KeyShape::address_service,
+                      f,
+                      true,
+                      false,
+                      {}};
+        for (const auto& b :
+             disjoint_boxes(scope_boxes, [](auto a, auto b) { return std::min(a, b); })) {
           scope.elements.push_back(
               {b.address, b.service, go_to(names_.link_chain[b.value] + "_closed"), std::nullopt});
         }
@@ -308,19 +324,22 @@ class Compiler {
         allow.push_back(std::move(rep));
         closed.push_back(lookup(f, {host_forward, Field::l4proto, Field::dport}, scope.name, true));
         auto closed_reply = lookup(f, {host_reply, Field::l4proto, Field::sport}, scope.name, true);
-        closed_reply.reply_only = true;  // a connection the host starts from that port is not the link
+        closed_reply.reply_only =
+            true;  // a connection the host starts from that port is not the link
         closed.push_back(std::move(closed_reply));
         plan_.sets.push_back(std::move(open));
         plan_.sets.push_back(std::move(scope));
       }
       if (all_hosts.empty()) continue;
-      SetPlan host_set{set_prefix + "_hosts" + fam_suffix(f), KeyShape::address, f, false, false, {}};
+      SetPlan host_set{
+          set_prefix + "_hosts" + fam_suffix(f), KeyShape::address, f, false, false, {}};
       for (const auto& r : merge_ranges(all_hosts)) {
         host_set.elements.push_back({r, std::nullopt, std::nullopt, std::nullopt});
       }
       for (Field fld : {Field::daddr, Field::saddr}) {
-        hosts.push_back(denied_lookup(lookup(f, {fld}, host_set.name, false),
-                                      log_prefix(DenyReason::unapproved_port, "provider/" + provider.name)));
+        hosts.push_back(
+            denied_lookup(lookup(f, {fld}, host_set.name, false),
+                          log_prefix(DenyReason::unapproved_port, "provider/" + provider.name)));
       }
       plan_.sets.push_back(std::move(host_set));
     }
@@ -346,16 +365,18 @@ class Compiler {
       RulePlan allow;
       allow.counter = true;
       allow.verdict = Verdict{Verdict::Kind::accept, {}};
-      plan_.chains.push_back({base + "_allow", std::nullopt, {allow}, "link " + link.name + " open"});
+      plan_.chains.push_back(
+          {base + "_allow", std::nullopt, {allow}, "link " + link.name + " open"});
       const auto reason = plan_.expired ? DenyReason::policy_expired : DenyReason::outside_window;
-      plan_.chains.push_back({base + "_closed", std::nullopt,
+      plan_.chains.push_back({base + "_closed",
+                              std::nullopt,
                               {log_drop(log_prefix(reason, subject))},
                               "link " + link.name + " closed"});
       if (link.direction == Direction::inbound) {
-        plan_.chains.push_back(
-            {base + "_foreign", std::nullopt,
-             {log_drop(log_prefix(DenyReason::unapproved_source, subject))},
-             "link " + link.name + " from elsewhere"});
+        plan_.chains.push_back({base + "_foreign",
+                                std::nullopt,
+                                {log_drop(log_prefix(DenyReason::unapproved_source, subject))},
+                                "link " + link.name + " from elsewhere"});
       }
     }
   }
@@ -374,8 +395,9 @@ class Compiler {
       gate.rules.push_back(
           lookup(f, {Field::daddr, Field::l4proto, Field::dport}, "linked" + fam_suffix(f), true));
     }
-    gate.rules.push_back(denied_lookup(lookup(Family::v4, {Field::l4proto, Field::dport}, "guarded", false),
-                                       log_prefix(DenyReason::unapproved_source, "guard")));
+    gate.rules.push_back(
+        denied_lookup(lookup(Family::v4, {Field::l4proto, Field::dport}, "guarded", false),
+                      log_prefix(DenyReason::unapproved_source, "guard")));
 
     RulePlan to_gate;
     to_gate.verdict = Verdict{Verdict::Kind::jump, "gate"};
@@ -393,12 +415,14 @@ class Compiler {
     solicit.verdict = advert.verdict = Verdict{Verdict::Kind::accept, {}};
     solicit.comment = "IPv6 neighbour discovery";
 
-    plan_.chains.insert(plan_.chains.begin(),
-                        {ChainPlan{"input", Hook{Hook::Point::input, opt_.priority},
-                                   {solicit, advert, own_replies, to_gate}, {}},
-                         ChainPlan{"forward", Hook{Hook::Point::forward, opt_.priority},
-                                   {to_gate}, {}},
-                         std::move(gate)});
+    plan_.chains.insert(
+        plan_.chains.begin(),
+        {ChainPlan{"input",
+                   Hook{Hook::Point::input, opt_.priority},
+                   {solicit, advert, own_replies, to_gate},
+                   {}},
+         ChainPlan{"forward", Hook{Hook::Point::forward, opt_.priority}, {to_gate}, {}},
+         std::move(gate)});
   }
 
   const Policy& policy_;

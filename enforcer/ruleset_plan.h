@@ -53,7 +53,7 @@ struct SetPlan {
   KeyShape shape = KeyShape::address;
   Family family = Family::v4;  // of the address field; unused for KeyShape::service
   bool verdict_map = false;
-  bool has_timeouts = false;   // open windows: elements expire in the kernel
+  bool has_timeouts = false;         // open windows: elements expire in the kernel
   std::vector<SetElement> elements;  // disjoint, sorted
   // Interval sets hold ranges (rbtree or, concatenated, pipapo); the others are hash sets of
   // single keys, which the kernel loads about twice as fast.
@@ -66,11 +66,11 @@ enum class Field : std::uint8_t { saddr, daddr, l4proto, sport, dport };
 struct RulePlan {
   // ICMPv6 type to match (neighbour discovery must reach the gateway from any address).
   std::optional<std::uint8_t> icmpv6_type;
-  bool reply_only = false;        // ct direction reply
-  Family family = Family::v4;     // for address fields in `key`
-  std::vector<Field> key;         // empty = no lookup (matches every packet)
-  std::string set;                // the set/map the key is looked up in
-  bool verdict_map = false;       // `vmap @set` instead of `@set`
+  bool reply_only = false;     // ct direction reply
+  Family family = Family::v4;  // for address fields in `key`
+  std::vector<Field> key;      // empty = no lookup (matches every packet)
+  std::string set;             // the set/map the key is looked up in
+  bool verdict_map = false;    // `vmap @set` instead of `@set`
   bool counter = false;
   std::optional<std::string> log_prefix;
   std::optional<Verdict> verdict;
@@ -114,9 +114,9 @@ struct Opening {
   std::string link;
   std::string provider;
   Direction direction = Direction::inbound;
-  std::optional<std::string> ticket;   // set for grants
-  std::vector<AddressRange> hosts;     // hosts it opens
-  Instant until = Instant::max();      // Instant::max() = no end
+  std::optional<std::string> ticket;  // set for grants
+  std::vector<AddressRange> hosts;    // hosts it opens
+  Instant until = Instant::max();     // Instant::max() = no end
 };
 
 struct RulesetPlan {

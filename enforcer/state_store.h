@@ -21,7 +21,8 @@ struct AppliedState {
 
 Result<void> save_applied(const std::string& state_dir, const AppliedState& state);
 // nullopt when nothing was applied yet.
-Result<std::optional<AppliedState>> load_applied(const std::string& state_dir, const std::string& table);
+Result<std::optional<AppliedState>> load_applied(const std::string& state_dir,
+                                                 const std::string& table);
 
 // Writes `content` to `path` atomically (temp + fsync + rename + directory fsync).
 Result<void> write_file_atomically(const std::string& path, const std::string& content);

@@ -25,7 +25,8 @@ std::string link_name(const KernelChain& c) {
 std::string ends_with_kind(const std::string& chain) {
   for (const char* k : {"_allow", "_closed", "_foreign"}) {
     const std::string kind(k);
-    if (chain.size() > kind.size() && chain.compare(chain.size() - kind.size(), kind.size(), kind) == 0) {
+    if (chain.size() > kind.size() &&
+        chain.compare(chain.size() - kind.size(), kind.size(), kind) == 0) {
       return kind;
     }
   }
@@ -120,7 +121,7 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
       const PortRange svc{proto, port(e.key), port(e.key_end)};
       const auto it = chain_link.find(e.chain);
       r.open.push_back(OpenElement{it != chain_link.end() ? it->second : e.chain, hosts.str(),
-                                  svc.str(), e.expires});
+                                   svc.str(), e.expires});
     }
   }
   return r;
@@ -129,20 +130,23 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
 std::string format_status(const StatusReport& r) {
   std::ostringstream out;
   out << "table inet " << r.table << ": "
-      << (r.table_present ? (r.table_flags & NFT_TABLE_F_DORMANT ? "present, DORMANT" : "present, enforcing")
-                          : "absent")
+      << (r.table_present
+              ? (r.table_flags & NFT_TABLE_F_DORMANT ? "present, DORMANT" : "present, enforcing")
+              : "absent")
       << "\n";
   if (r.applied) {
     out << "policy: site " << r.applied->site << ", serial " << r.applied->serial << ", applied "
         << format_instant(r.applied->applied_at) << " from " << r.applied->policy_path << "\n";
-    if (r.applied->expires) out << "policy expires: " << format_instant(*r.applied->expires) << "\n";
+    if (r.applied->expires)
+      out << "policy expires: " << format_instant(*r.applied->expires) << "\n";
   } else {
     out << "policy: none applied (no state in the state directory)\n";
   }
   out << "open links:" << (r.open.empty() ? " none" : "") << "\n";
   for (const auto& o : r.open) {
     out << "  " << o.link << "  " << o.hosts << " " << o.service << "  "
-        << (o.remaining ? "closes in " + nft_duration(*o.remaining) : std::string("no end")) << "\n";
+        << (o.remaining ? "closes in " + nft_duration(*o.remaining) : std::string("no end"))
+        << "\n";
   }
   if (!r.links.empty()) {
     out << "per-link packets: allowed / denied outside window / denied from elsewhere\n";
@@ -170,7 +174,8 @@ std::string status_json(const StatusReport& r) {
   j["open"] = nlohmann::json::array();
   for (const auto& o : r.open) {
     nlohmann::json e{{"link", o.link}, {"hosts", o.hosts}, {"service", o.service}};
-    e["remaining_ms"] = o.remaining ? nlohmann::json(o.remaining->count()) : nlohmann::json(nullptr);
+    e["remaining_ms"] =
+        o.remaining ? nlohmann::json(o.remaining->count()) : nlohmann::json(nullptr);
     j["open"].push_back(e);
   }
   j["links"] = nlohmann::json::array();

@@ -12,8 +12,8 @@ namespace drawbridge {
 
 struct OpenElement {
   std::string link;
-  std::string hosts;    // "10.20.0.10" or a range
-  std::string service;  // "tcp/3389"
+  std::string hosts;                                   // "10.20.0.10" or a range
+  std::string service;                                 // "tcp/3389"
   std::optional<std::chrono::milliseconds> remaining;  // nullopt = no timeout
 };
 

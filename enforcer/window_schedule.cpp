@@ -282,7 +282,8 @@ std::optional<Interval> next_opening(const Policy& policy, const Link& link, Ins
     if (first == found.end()) continue;
     const Instant start = first->from;
     if (policy.expires && start >= *policy.expires) return std::nullopt;
-    const Instant end = schedule.chain_end(first->until, cap(policy, add_saturating(start, kHorizon)));
+    const Instant end =
+        schedule.chain_end(first->until, cap(policy, add_saturating(start, kHorizon)));
     return Interval{start, cap(policy, end)};
   }
   return std::nullopt;

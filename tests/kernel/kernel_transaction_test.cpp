@@ -192,7 +192,8 @@ TEST(KernelTransaction, ReconcileKeepsAnIdenticalTable) {
     ASSERT_TRUE(sock.ok());
     NftablesWriter first(std::move(*sock));
     const auto policy = policy_from(kPolicy);
-    const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    const auto now =
+        std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
     ASSERT_TRUE(first.reconcile(compile(policy, now, {})).ok());
     EXPECT_FALSE(first.last_stats().reconciled) << "nothing was there: a full replace";
 

@@ -134,10 +134,11 @@ TEST_F(Explain, UnapprovedSourceToALinkedHostAndPort) {
   // Inside the window too: the window is for acme, not for anyone who can reach the gateway.
   const Explanation ex = at(utc(2026, 11, 26, 10), conn("198.51.100.7", "10.20.0.3", 3389));
   EXPECT_FALSE(ex.allowed);
-  EXPECT_EQ(ex.text,
-            "deny: 198.51.100.7 → 10.20.0.3 tcp/3389 at 2026-11-26T10:00:00Z\n"
-            "  reason: unapproved-source (link/rdp), logged to NFLOG group 100\n"
-            "  198.51.100.7 is not an address of provider acme, the only provider link rdp admits\n");
+  EXPECT_EQ(
+      ex.text,
+      "deny: 198.51.100.7 → 10.20.0.3 tcp/3389 at 2026-11-26T10:00:00Z\n"
+      "  reason: unapproved-source (link/rdp), logged to NFLOG group 100\n"
+      "  198.51.100.7 is not an address of provider acme, the only provider link rdp admits\n");
 }
 
 TEST_F(Explain, UnapprovedHost) {

@@ -412,8 +412,10 @@ addresses = ["10.0.0.0/24"]
   ASSERT_FALSE(parsed.ok());
   const auto text = parsed.diagnostics.str();
   EXPECT_EQ(parsed.diagnostics.errors.size(), 2u) << text;
-  EXPECT_NE(text.find("'10.0.0.0/24' of provider 'y' overlaps address '10.0.0.16/28' of provider 'x'"),
-            std::string::npos) << text;
+  EXPECT_NE(
+      text.find("'10.0.0.0/24' of provider 'y' overlaps address '10.0.0.16/28' of provider 'x'"),
+      std::string::npos)
+      << text;
 }
 
 TEST(PolicyParser, DisjointProvidersInterleavedAcrossFamiliesAreAccepted) {
@@ -446,8 +448,10 @@ hosts = ["10.0.200.1"]
 ports = ["tcp/22"]
 )");
   ASSERT_FALSE(parsed.ok());
-  EXPECT_NE(parsed.diagnostics.str().find("host '10.0.200.1' of link 'l' overlaps address '10.0.0.0/16'"),
-            std::string::npos) << parsed.diagnostics.str();
+  EXPECT_NE(
+      parsed.diagnostics.str().find("host '10.0.200.1' of link 'l' overlaps address '10.0.0.0/16'"),
+      std::string::npos)
+      << parsed.diagnostics.str();
 }
 
 TEST(PolicyParser, GrantMayEndExactlyAtExpiry) {

@@ -60,7 +60,9 @@ struct GoldenCase {
 };
 
 // Test names and failure messages show the case, not its bytes.
-void PrintTo(const GoldenCase& c, std::ostream* os) { *os << c.policy << " at " << c.at; }
+void PrintTo(const GoldenCase& c, std::ostream* os) {
+  *os << c.policy << " at " << c.at;
+}
 
 const std::vector<GoldenCase> kCases = {
     {"clinic-east.toml", "2026-11-26T15:00:00Z"},

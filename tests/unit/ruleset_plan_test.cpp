@@ -332,10 +332,8 @@ TEST(CompileOptions, TableLogGroupAndPriorityAppearInPlanAndRendering) {
   const std::string text = render_nft(plan);
   EXPECT_NE(text.find("table inet edge_guard {\n"), std::string::npos);
   EXPECT_EQ(text.find("table inet drawbridge"), std::string::npos);
-  EXPECT_NE(text.find("type filter hook input priority -20; policy accept;"),
-            std::string::npos);
-  EXPECT_NE(text.find("type filter hook forward priority -20; policy accept;"),
-            std::string::npos);
+  EXPECT_NE(text.find("type filter hook input priority -20; policy accept;"), std::string::npos);
+  EXPECT_NE(text.find("type filter hook forward priority -20; policy accept;"), std::string::npos);
   // Every log statement uses the configured group (6 logging rules in this plan: guard, two
   // unapproved-port, unapproved-host, outside-window, unapproved-source of the link).
   std::size_t logs = 0;
@@ -662,7 +660,8 @@ windows  = ["always"]
   EXPECT_EQ(elements(plan, "p1_hosts_v6"), Strings{"2001:db8:20::/64"});
   EXPECT_EQ(elements(plan, "linked_v6"), Strings{"2001:db8:20::/64 tcp/22 : goto l1_ssh6_foreign"});
   EXPECT_EQ(elements(plan, "providers_v6"), Strings{"2001:db8:100::/48 : goto p1_msp"});
-  EXPECT_EQ(plan.set("providers_v4"), nullptr) << "no IPv4 provider addresses, no IPv4 provider map";
+  EXPECT_EQ(plan.set("providers_v4"), nullptr)
+      << "no IPv4 provider addresses, no IPv4 provider map";
   EXPECT_EQ(plan.set("provider_hosts_v4"), nullptr);
   const ChainPlan* c = plan.chain("p1_msp");
   ASSERT_NE(c, nullptr);
@@ -681,8 +680,8 @@ TEST(CompileProviders, ChainsAndMapsPerProviderInNameOrder) {
   // "weekend" until 23:59 local, backup-agent (backup_vendor) in "overnight" until Mon 05:00.
   const RulesetPlan plan =
       compile_at(load("valid/school-multi-window.toml"), utc(2027, 2, 28, 12, 30));
-  EXPECT_EQ(elements(plan, "providers_v4"),
-            (Strings{"198.51.100.0/25 : goto p1_backup_vendor", "203.0.113.16/28 : goto p2_helpdesk"}));
+  EXPECT_EQ(elements(plan, "providers_v4"), (Strings{"198.51.100.0/25 : goto p1_backup_vendor",
+                                                     "203.0.113.16/28 : goto p2_helpdesk"}));
   // Single addresses live in the hash map.
   EXPECT_EQ(elements(plan, "provider_hosts_v4"), (Strings{"203.0.113.40 : goto p2_helpdesk"}));
   EXPECT_FALSE(plan.set("provider_hosts_v4")->interval);
