@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -497,6 +498,44 @@ TEST_F(EnforcementTest, ConfigFileNamesPolicyTableGroupAndStateDir) {
   EXPECT_EQ(bad.exit_code, 2) << bad.out << bad.err;
   EXPECT_NE(bad.err.find("enforcer.toml:6:"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("colour"), std::string::npos) << bad.err;
+}
+
+// The kernel's own counters say which link allowed or denied what, and a restarted daemon finds
+// the same plan in place and keeps them (it reconciles; it does not replace the table).
+TEST_F(EnforcementTest, CountersAttributeDenialsAndSurviveADaemonRestart) {
+  const auto policy = write_policy({.links = {rdp_always()}});
+  ASSERT_RAN(apply(policy));
+  ASSERT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
+  ASSERT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/3389"));
+  ASSERT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22"));
+
+  const auto counters = [&] {
+    const auto r = lab_->enforcer({"status", "--json", "--state-dir", state_dir_});
+    EXPECT_TRUE(r.ok()) << r.describe();
+    return nlohmann::json::parse(r.out);
+  };
+  const auto before = counters();
+  ASSERT_EQ(before["links"].size(), 1u) << before.dump();
+  const auto& rdp = before["links"][0];
+  EXPECT_EQ(rdp["link"], "rdp");
+  EXPECT_GT(rdp["allowed_packets"].get<std::uint64_t>(), 0u) << before.dump();
+  EXPECT_GT(rdp["denied_unapproved_source"].get<std::uint64_t>(), 0u) << before.dump();
+  EXPECT_EQ(rdp["denied_outside_window"].get<std::uint64_t>(), 0u) << before.dump();
+  EXPECT_GT(before["guard_denied"].get<std::uint64_t>(), 0u) << before.dump();
+  EXPECT_EQ(before["open"].size(), 4u) << "tcp and udp, IPv4 and IPv6: " << before.dump();
+
+  auto daemon = start_daemon(policy);
+  ASSERT_TRUE(wait_for_table(daemon, 3s));
+  for (int i = 0; i < 30 && daemon.err().find("already in the kernel") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_NE(daemon.err().find("already in the kernel"), std::string::npos) << daemon.err();
+  const auto after = counters();
+  EXPECT_GE(after["links"][0]["allowed_packets"].get<std::uint64_t>(),
+            rdp["allowed_packets"].get<std::uint64_t>())
+      << "restarting reset the counters: the table was replaced";
+  EXPECT_GE(after["guard_denied"].get<std::uint64_t>(),
+            before["guard_denied"].get<std::uint64_t>());
 }
 
 // --- the daemon ---------------------------------------------------------------------------------
