@@ -56,6 +56,7 @@ struct LinkSpec {
   std::vector<std::string> hosts;
   std::vector<std::string> ports;
   std::vector<std::string> windows;
+  std::string direction = "inbound";
 };
 
 struct GrantSpec {
@@ -93,7 +94,7 @@ std::string to_toml(const PolicySpec& spec) {
     toml << "\n[[links]]\n"
          << "name = \"" << link.name << "\"\n"
          << "provider = \"acme\"\n"
-         << "direction = \"inbound\"\n"
+         << "direction = \"" << link.direction << "\"\n"
          << "hosts = " << toml_list(link.hosts) << "\n"
          << "ports = " << toml_list(link.ports) << "\n"
          << "windows = " << toml_list(link.windows) << "\n";
@@ -323,6 +324,26 @@ TEST_F(EnforcementTest, ProviderCannotReachUnlinkedHostOrPort) {
   EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer, "tcp/8080")) << "unapproved port";
   EXPECT_FALSE(lab_->probe(addr::kAcmeV6, addr::kServer2V6, "tcp/3389")) << "unapproved host";
   EXPECT_FALSE(lab_->probe(addr::kAcmeV6, addr::kServerV6, "tcp/8080")) << "unapproved port";
+}
+
+// An RMM agent in the LAN dials out to the provider's relay: only that host, only that port, and
+// the provider cannot use the link's port to come in.
+TEST_F(EnforcementTest, OutboundLinkLetsOnlyItsHostsReachTheProviderRelay) {
+  auto relay = lab_->spawn(lab_->msp(), {labnet_bin(), "serve", "--tcp", "8443,9000"});
+  ASSERT_TRUE(relay.wait_for_output("ready", 5s)) << relay.err();
+  LinkSpec rmm{"rmm", {addr::kServer, addr::kServerV6}, {"tcp/8443"}, {"always"}};
+  rmm.direction = "outbound";
+  ASSERT_TRUE(lab_->probe(addr::kServer2, addr::kAcme, "tcp/8443")) << "lab broken before apply";
+  ASSERT_RAN(apply(write_policy({.links = {rmm}})));
+
+  EXPECT_TRUE(lab_->probe(addr::kServer, addr::kAcme, "tcp/8443")) << "the agent cannot reach the relay";
+  EXPECT_TRUE(lab_->probe(addr::kServerV6, addr::kAcmeV6, "tcp/8443")) << "IPv6";
+  EXPECT_FALSE(lab_->probe(addr::kServer2, addr::kAcme, "tcp/8443")) << "a host outside the link";
+  EXPECT_FALSE(lab_->probe(addr::kServer, addr::kAcme, "tcp/9000")) << "another port of the provider";
+  EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer, "tcp/8443"))
+      << "the provider came in on the outbound link's port";
+  EXPECT_TRUE(lab_->probe(addr::kServer, addr::kAttacker, "tcp/8443"))
+      << "traffic to a non-provider address was restricted";
 }
 
 TEST_F(EnforcementTest, GuardedPortsBlockedOnLanAndOnGateway) {
