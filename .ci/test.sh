@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-  echo "usage: scripts/test.sh   (as root) bootstrap, build, then run every test with ctest"
+  echo "usage: .ci/test.sh   (as root) bootstrap, build, then run every test with ctest"
   exit 0
 fi
-bash scripts/bootstrap.sh
+bash .ci/bootstrap.sh
 cd build
 ctest --output-on-failure --timeout 600

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-  echo "usage: scripts/bootstrap.sh   (as root) install Debian packages, then build into ./build"
+  echo "usage: .ci/bootstrap.sh   (as root) install Debian packages, then build into ./build"
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -15,7 +15,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-mapfile -t packages < <(grep -Ev '^\s*(#|$)' scripts/debian-packages.txt)
+mapfile -t packages < <(grep -Ev '^\s*(#|$)' .ci/debian-packages.txt)
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
