@@ -68,6 +68,19 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
     r.problems.push_back("table inet " + table + " is dormant: its rules are not enforced");
   }
 
+  for (const auto& c : kt->chains) {
+    if (c.name == "gate") r.kernel_plan = c.comment;
+  }
+  if (r.kernel_plan.empty()) {
+    r.problems.push_back("table inet " + table +
+                         " has no drawbridge gate chain: it was not made "
+                         "by drawbridge-enforcer, or was altered; run apply");
+  } else if (r.applied && r.kernel_plan.find(" serial " + std::to_string(r.applied->serial) +
+                                             " ") == std::string::npos) {
+    r.problems.push_back("the state file records serial " + std::to_string(r.applied->serial) +
+                         " but the kernel holds: " + r.kernel_plan);
+  }
+
   std::map<std::string, std::string> chain_link;  // chain name → link name
   std::map<std::string, LinkCounters> counters;   // by link name
   std::vector<std::string> link_order;
@@ -134,6 +147,7 @@ std::string format_status(const StatusReport& r) {
               ? (r.table_flags & NFT_TABLE_F_DORMANT ? "present, DORMANT" : "present, enforcing")
               : "absent")
       << "\n";
+  if (!r.kernel_plan.empty()) out << "in the kernel: " << r.kernel_plan << "\n";
   if (r.applied) {
     out << "policy: site " << r.applied->site << ", serial " << r.applied->serial << ", applied "
         << format_instant(r.applied->applied_at) << " from " << r.applied->policy_path << "\n";
@@ -165,6 +179,7 @@ std::string status_json(const StatusReport& r) {
   j["table"] = r.table;
   j["table_present"] = r.table_present;
   j["dormant"] = (r.table_flags & NFT_TABLE_F_DORMANT) != 0;
+  j["kernel_plan"] = r.kernel_plan;
   if (r.applied) {
     j["site"] = r.applied->site;
     j["serial"] = r.applied->serial;

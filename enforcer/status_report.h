@@ -28,6 +28,7 @@ struct StatusReport {
   std::string table;
   bool table_present = false;
   std::uint32_t table_flags = 0;
+  std::string kernel_plan;  // the gate chain's comment: "drawbridge site S serial N plan H"
   std::optional<AppliedState> applied;
   std::vector<OpenElement> open;
   std::vector<LinkCounters> links;
