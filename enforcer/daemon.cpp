@@ -41,8 +41,10 @@ class Fd {
 };
 
 // Between edges the daemon still wakes this often to check the table is intact (someone may
-// have run `nft flush ruleset`); it reads only the table header, never the sets.
+// have run `nft flush ruleset`); it reads only headers and rules, never the sets.
 constexpr auto kReconcileEvery = std::chrono::minutes(1);
+// After an nftables change notification, how long to wait before checking the table.
+constexpr auto kSettle = std::chrono::milliseconds(100);
 
 class Daemon {
  public:
@@ -64,6 +66,11 @@ class Daemon {
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     Fd sigfd(signalfd(-1, &mask, SFD_CLOEXEC));
     Fd timer(timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC));
+    // Any change to any nftables table wakes us; the check that follows reads only chain
+    // headers, and our own commits pass it.
+    auto monitor = NetlinkSocket::open_monitor();
+    if (!monitor.ok())
+      log_->warn("{}; checking the table once a minute only", monitor.error().message);
     if (sigfd.get() < 0 || timer.get() < 0) {
       log_->critical("cannot create signal/timer descriptors: {}", std::strerror(errno));
       return 1;
@@ -71,8 +78,10 @@ class Daemon {
 
     while (true) {
       arm(timer.get());
-      pollfd fds[2] = {{sigfd.get(), POLLIN, 0}, {timer.get(), POLLIN, 0}};
-      if (poll(fds, 2, -1) < 0) {
+      pollfd fds[3] = {{sigfd.get(), POLLIN, 0},
+                       {timer.get(), POLLIN, 0},
+                       {monitor.ok() ? monitor->fd() : -1, POLLIN, 0}};
+      if (poll(fds, 3, -1) < 0) {
         if (errno == EINTR) continue;
         log_->critical("poll failed: {}", std::strerror(errno));
         return 1;
@@ -91,6 +100,10 @@ class Daemon {
             return 0;
           }
         }
+      }
+      if ((fds[2].revents & POLLIN) && monitor->drain()) {
+        // Let a burst of changes settle, then check.
+        next_reconcile_ = std::min(next_reconcile_, now_ms() + kSettle);
       }
       if (fds[1].revents & POLLIN) {
         std::uint64_t expirations = 0;
@@ -141,26 +154,17 @@ class Daemon {
 
   void tick() {
     const Instant now = now_ms();
+    const auto plan = compile(*policy_, now, opt_.compile);
     if (now >= next_reconcile_) {
       next_reconcile_ = now + kReconcileEvery;
-      // Reads chain headers only: is the table there, enforcing, with our plan's fingerprint?
-      auto table = writer_->socket().read_table(opt_.compile.table);
-      const auto plan = compile(*policy_, now, opt_.compile);
-      bool intact = table.ok() && table->exists && table->flags == 0;
-      if (intact) {
-        intact = false;
-        for (const auto& c : table->chains) {
-          if (c.name == "gate") intact = c.comment == plan.chain("gate")->comment;
-        }
-      }
-      if (table.ok() && !intact) {
+      auto intact = writer_->holds(plan);
+      if (intact.ok() && !*intact) {
         log_->error("table inet {} was removed or altered by someone else; restoring it",
                     opt_.compile.table);
         apply("restore", Mode::replace);
         return;
       }
     }
-    const auto plan = compile(*policy_, now, opt_.compile);
     auto r = writer_->update_windows(plan);
     if (!r.ok()) {
       log_->error("updating windows failed: {}", r.error().message);

@@ -155,18 +155,37 @@ std::optional<std::vector<SetElement>> decode_open(const SetPlan& set,
 
 }  // namespace
 
-Result<void> NftablesWriter::reconcile(const RulesetPlan& plan) {
+Result<bool> NftablesWriter::holds(const RulesetPlan& plan) {
   auto existing = sock_.read_table(plan.table);
   if (!existing.ok()) return existing.error();
   const ChainPlan* want_gate = plan.chain("gate");
-  const KernelChain* have_gate = nullptr;
+  if (!existing->exists || existing->flags != 0 || !want_gate) return false;
+  if (existing->chains.size() != plan.chains.size() || existing->sets.size() != plan.sets.size()) {
+    return false;
+  }
+  for (const auto& name : existing->sets) {
+    if (!plan.set(name)) return false;
+  }
+  std::map<std::string, std::size_t> rules_per_chain;
   for (const auto& c : existing->chains) {
-    if (c.name == "gate") have_gate = &c;
+    const ChainPlan* want = plan.chain(c.name);
+    if (!want || (c.name == "gate" && c.comment != want_gate->comment)) return false;
+    rules_per_chain[c.name] = 0;
   }
-  if (!existing->exists || existing->flags != 0 || !have_gate || !want_gate ||
-      have_gate->comment != want_gate->comment) {
-    return replace(plan);
+  // Rules are few (tens) whatever the policy size; set elements are never read here.
+  auto rules = sock_.read_rules(plan.table);
+  if (!rules.ok()) return rules.error();
+  for (const auto& r : *rules) ++rules_per_chain[r.chain];
+  for (const auto& c : plan.chains) {
+    if (rules_per_chain[c.name] != c.rules.size()) return false;
   }
+  return true;
+}
+
+Result<void> NftablesWriter::reconcile(const RulesetPlan& plan) {
+  auto in_place = holds(plan);
+  if (!in_place.ok()) return in_place.error();
+  if (!*in_place) return replace(plan);
   RulesetPlan current = plan;
   for (auto& set : current.sets) {
     if (!set.has_timeouts) continue;

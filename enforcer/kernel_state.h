@@ -42,6 +42,10 @@ class NftablesWriter final : public RulesetWriter {
   // fingerprint matches and the table is enforcing), reads back only the open-window maps and
   // updates them incrementally — counters and live state stay; otherwise replace().
   Result<void> reconcile(const RulesetPlan& plan);
+  // Whether the kernel holds this plan's structure: the table exists and is enforcing (no
+  // flags), has exactly the plan's sets and chains, the gate chain carries the plan's
+  // fingerprint and every chain has its number of rules. Reads headers and rules, never a set.
+  Result<bool> holds(const RulesetPlan& plan);
   // Checks the whole replacement in the kernel without committing it.
   Result<void> validate(const RulesetPlan& plan);
   // Deletes the table (`flush`); false when there was none.

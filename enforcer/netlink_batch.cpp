@@ -632,6 +632,39 @@ Result<NetlinkSocket> NetlinkSocket::open() {
   return sock;
 }
 
+Result<NetlinkSocket> NetlinkSocket::open_monitor() {
+  mnl_socket* s = mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (!s) return make_error("cannot open a netfilter netlink socket: " + errno_text(errno));
+  if (mnl_socket_bind(s, 1u << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
+    const int err = errno;
+    mnl_socket_close(s);
+    return make_error("cannot subscribe to nftables notifications: " + errno_text(err));
+  }
+  return NetlinkSocket(s);
+}
+
+int NetlinkSocket::fd() const {
+  return mnl_socket_get_fd(sock_);
+}
+
+bool NetlinkSocket::drain() {
+  std::vector<char> buf(1 << 16);
+  bool any = false;
+  while (true) {
+    const ssize_t n = recv(fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      any = true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == ENOBUFS) {
+      any = true;  // events were lost: something changed, we do not know what
+      continue;
+    }
+    return any;
+  }
+}
+
 Result<void> NetlinkSocket::send(const NftBatch& batch, bool commit) {
   if (batch.empty()) return {};
   // Number the messages and frame them with batch begin (and end, when committing).

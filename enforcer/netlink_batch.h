@@ -96,6 +96,12 @@ struct KernelRule {
 class NetlinkSocket {
  public:
   static Result<NetlinkSocket> open();
+  // A socket subscribed to nftables change notifications (NFNLGRP_NFTABLES), non-blocking.
+  static Result<NetlinkSocket> open_monitor();
+  [[nodiscard]] int fd() const;
+  // Reads every queued notification; true if there was any (or the queue overflowed, which
+  // means there were too many to keep).
+  bool drain();
   NetlinkSocket(NetlinkSocket&& o) noexcept;
   NetlinkSocket& operator=(NetlinkSocket&& o) noexcept;
   NetlinkSocket(const NetlinkSocket&) = delete;

@@ -336,10 +336,12 @@ TEST_F(EnforcementTest, OutboundLinkLetsOnlyItsHostsReachTheProviderRelay) {
   ASSERT_TRUE(lab_->probe(addr::kServer2, addr::kAcme, "tcp/8443")) << "lab broken before apply";
   ASSERT_RAN(apply(write_policy({.links = {rmm}})));
 
-  EXPECT_TRUE(lab_->probe(addr::kServer, addr::kAcme, "tcp/8443")) << "the agent cannot reach the relay";
+  EXPECT_TRUE(lab_->probe(addr::kServer, addr::kAcme, "tcp/8443"))
+      << "the agent cannot reach the relay";
   EXPECT_TRUE(lab_->probe(addr::kServerV6, addr::kAcmeV6, "tcp/8443")) << "IPv6";
   EXPECT_FALSE(lab_->probe(addr::kServer2, addr::kAcme, "tcp/8443")) << "a host outside the link";
-  EXPECT_FALSE(lab_->probe(addr::kServer, addr::kAcme, "tcp/9000")) << "another port of the provider";
+  EXPECT_FALSE(lab_->probe(addr::kServer, addr::kAcme, "tcp/9000"))
+      << "another port of the provider";
   EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer, "tcp/8443"))
       << "the provider came in on the outbound link's port";
   EXPECT_TRUE(lab_->probe(addr::kServer, addr::kAttacker, "tcp/8443"))
@@ -583,6 +585,41 @@ TEST_F(EnforcementTest, SigtermLeavesTableAndEnforcementInPlace) {
   EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer3, "tcp/3389")) << "outside its grant";
   EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/3389")) << "unapproved source";
   EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22")) << "guarded";
+}
+
+// Someone runs `nft flush ruleset` (in the lab's gw only) or deletes one of drawbridge's rules:
+// the daemon hears the kernel's change notification and restores its table within a second.
+TEST_F(EnforcementTest, DaemonRepairsTamperingWithinASecond) {
+  const auto policy = write_policy({.links = {rdp_always()}});
+  auto daemon = start_daemon(policy);
+  ASSERT_TRUE(wait_for_table(daemon, 3s));
+  ASSERT_TRUE(
+      lab_->probe_until(true, addr::kAcme, addr::kServer, "tcp/3389", SysClock::now() + 2s));
+  ASSERT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22"));
+
+  ASSERT_RAN(lab_->nft({"flush", "ruleset"}));
+  const auto flushed = SysClock::now();
+  bool back = false;
+  while (!back && SysClock::now() < flushed + 1s) {
+    std::this_thread::sleep_for(20ms);
+    back = table_exists();
+  }
+  EXPECT_TRUE(back) << "not restored within 1 s of `nft flush ruleset`: " << daemon.err();
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22")) << "guard not restored";
+  EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389")) << "open window not restored";
+
+  // One rule removed: the jump from the forward hook into drawbridge's gate.
+  const auto listing = lab_->nft({"-a", "list", "chain", "inet", "drawbridge", "forward"});
+  ASSERT_RAN(listing);
+  const auto at = listing.out.rfind("# handle ");
+  ASSERT_NE(at, std::string::npos) << listing.out;
+  const std::string handle = listing.out.substr(at + 9, listing.out.find('\n', at) - at - 9);
+  ASSERT_RAN(lab_->nft({"delete", "rule", "inet", "drawbridge", "forward", "handle", handle}));
+  EXPECT_TRUE(
+      lab_->probe_until(false, addr::kAttacker, addr::kServer, "tcp/22", SysClock::now() + 1s))
+      << "the deleted rule was not restored within 1 s: " << daemon.err();
+  EXPECT_NE(daemon.err().find("restoring"), std::string::npos) << daemon.err();
+  EXPECT_TRUE(daemon.running()) << daemon.err();
 }
 
 TEST_F(EnforcementTest, SighupReloadsPolicy) {
