@@ -1,0 +1,226 @@
+#include "controller/cli.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "common/signing.h"
+#include "common/trust.h"
+#include "controller/verdict.h"
+
+namespace drawbridge {
+
+namespace {
+
+constexpr int kOk = 0, kFailed = 1, kUsage = 2;
+constexpr std::string_view kBundlePrefix = "drawbridge-bundle 1\n";
+// A bundle is the policy plus a header of at most kMaxSignatures short lines.
+constexpr std::size_t kMaxBundleBytes = kMaxPolicyBytes + 64 * 1024;
+
+int fail(const std::string& message) {
+  std::cerr << message << "\n";
+  return kFailed;
+}
+
+// Reads a whole file, refusing anything larger than `limit` (checked while reading, so a huge
+// or growing file cannot exhaust memory).
+Result<std::string> read_file(const std::string& path, std::size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error("cannot read " + path + ": " + std::strerror(errno));
+  std::string data;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    data.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (data.size() > limit) {
+      return make_error(path + " is larger than " + std::to_string(limit) + " bytes");
+    }
+  }
+  if (in.bad()) return make_error("cannot read " + path);
+  return data;
+}
+
+// Replaces `path` atomically: readers see the old file or the new one, never a torn write, and
+// a crash leaves one of the two on disk (temp file, fsync, rename, fsync of the directory).
+Result<void> write_atomically(const std::string& path, std::string_view data) {
+  const std::filesystem::path target(path);
+  const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) return make_error("cannot create a temporary file next to " + path);
+  bool ok = ::fchmod(fd, 0644) == 0;  // bundles are public: their signatures protect them
+  for (std::string_view rest = data; ok && !rest.empty();) {
+    const ssize_t n = ::write(fd, rest.data(), rest.size());
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  ok = ok && ::fsync(fd) == 0;
+  ok = (::close(fd) == 0) && ok;
+  ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0;
+  if (!ok) {
+    const std::string reason = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return make_error("cannot write " + path + ": " + reason);
+  }
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return {};
+}
+
+std::string signer_list(const Bundle& b) {
+  std::string out;
+  for (const auto& s : b.signatures) out += (out.empty() ? "" : ", ") + s.signer.id();
+  return out;
+}
+
+int cmd_keygen(const std::string& out) {
+  const auto key = SecretKey::generate();
+  if (auto saved = key.save(out); !saved) return fail(saved.error().str());
+  const auto pub = key.public_key();
+  std::cout << "public key: " << pub.str() << "\n"
+            << "key id:     " << pub.id() << "\n"
+            << "secret key written to " << out << " (mode 0600), public key to " << out << ".pub\n";
+  return kOk;
+}
+
+int cmd_sign(const std::string& input, const std::string& key_path, std::string out) {
+  auto key = SecretKey::load(key_path);
+  if (!key) return fail(key.error().str());
+  auto data = read_file(input, kMaxBundleBytes);
+  if (!data) return fail(data.error().str());
+
+  Bundle bundle;
+  const bool cosign = data->starts_with(kBundlePrefix);
+  if (cosign) {
+    auto decoded = Bundle::decode(*data);
+    if (!decoded) return fail(input + ": " + decoded.error().message);
+    bundle = std::move(*decoded);
+    // Adding a good signature to a tampered bundle would only make it look endorsed.
+    if (const auto bad = bundle.invalid_signers(); !bad.empty()) {
+      return fail(input + ": the signature by key " + bad.front().id() + " (" + bad.front().str() +
+                  ") does not verify; refusing to co-sign");
+    }
+    const auto signer = key->public_key();
+    const bool present = std::any_of(bundle.signatures.begin(), bundle.signatures.end(),
+                                     [&](const auto& s) { return s.signer == signer; });
+    if (!present && bundle.signatures.size() >= kMaxSignatures) {
+      return fail(input + ": already has the maximum of " + std::to_string(kMaxSignatures) +
+                  " signatures");
+    }
+    if (out.empty()) out = input;
+  } else {
+    // Signing is over bytes: the policy is checked for content by the enforcer, after it has
+    // verified the signatures. Here only what the bundle format itself requires.
+    if (data->empty()) return fail(input + ": the policy is empty");
+    if (data->size() > kMaxPolicyBytes) {
+      return fail(input + ": the policy is larger than " + std::to_string(kMaxPolicyBytes) +
+                  " bytes");
+    }
+    bundle.policy = std::move(*data);
+    if (out.empty()) {
+      out = std::filesystem::path(input).replace_extension(".bundle").string();
+      if (out == input) return fail(input + ": the bundle would replace the policy; give --out");
+    }
+  }
+
+  bundle.sign_with(*key);
+  if (auto written = write_atomically(out, bundle.encode()); !written) {
+    return fail(written.error().str());
+  }
+  const auto pub = key->public_key();
+  std::cout << (cosign ? "co-signed" : "signed") << " by " << pub.id() << " (" << pub.str() << ")\n"
+            << out << ": " << bundle.signatures.size() << " signature(s): " << signer_list(bundle)
+            << "\n";
+  return kOk;
+}
+
+int cmd_verify(const std::string& path, const std::string& trust_path) {
+  auto trust = load_trust(trust_path);
+  if (!trust) return fail(trust.error().str());
+  auto data = read_file(path, kMaxBundleBytes);
+  if (!data) return fail(data.error().str());
+  auto bundle = Bundle::decode(*data);
+  if (!bundle) {
+    std::cout << "refuse: the bundle does not decode: " << bundle.error().message << "\n";
+    return kFailed;
+  }
+
+  const auto v = evaluate(*bundle, *trust, std::chrono::system_clock::now());
+  for (const auto& s : v.signers) {
+    std::cout << "signature " << s.key.id() << " " << s.key.str() << " " << role_name(s.role) << " "
+              << (s.valid ? "valid" : "INVALID") << "\n";
+  }
+  if (v.site) std::cout << "site " << *v.site << "\n";
+  if (v.serial) {
+    std::cout << "serial " << *v.serial
+              << " (an enforcer accepts it only if greater than the last serial it accepted; "
+                 "the controller cannot know that)\n";
+  }
+  if (v.expires) std::cout << "expires " << *v.expires << "\n";
+  if (!v.accept) {
+    std::cout << "refuse: " << v.reason << "\n";
+    return kFailed;
+  }
+  std::cout << "accept\n";
+  return kOk;
+}
+
+}  // namespace
+
+int run_controller_cli(int argc, char** argv) {
+  CLI::App app{
+      "drawbridge-controller: signs policies for Drawbridge enforcers and checks signed bundles "
+      "against a trust file"};
+  app.set_version_flag("--version", std::string("drawbridge-controller ") + DRAWBRIDGE_VERSION);
+  app.require_subcommand(1);
+
+  std::string out, input, key_path, trust_path;
+
+  auto* keygen = app.add_subcommand(
+      "keygen", "Create an Ed25519 signing key pair: NAME (secret, mode 0600) and NAME.pub");
+  keygen->add_option("--out", out, "Secret key file to create (never overwritten)")->required();
+
+  auto* sign = app.add_subcommand(
+      "sign", "Sign a policy into a bundle, or add a signature to an existing bundle (co-sign)");
+  sign->add_option("POLICY", input, "Policy file (TOML) or bundle")->required();
+  sign->add_option("--key", key_path, "Secret key file (from keygen)")->required();
+  sign->add_option("--out", out,
+                   "Bundle to write [POLICY with extension .bundle; a bundle in place]");
+
+  auto* verify = app.add_subcommand(
+      "verify", "Say who signed a bundle and whether an enforcer with this trust file accepts it");
+  verify->add_option("BUNDLE", input, "Bundle file")->required();
+  verify->add_option("--trust", trust_path, "Trust file (TOML; see docs/signing.md)")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e) == 0 ? kOk : kUsage;
+  } catch (const CLI::CallForVersion& e) {
+    app.exit(e);
+    return kOk;
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kUsage;
+  }
+
+  if (auto ok = init_sodium(); !ok) return fail(ok.error().str());
+  if (*keygen) return cmd_keygen(out);
+  if (*sign) return cmd_sign(input, key_path, out);
+  if (*verify) return cmd_verify(input, trust_path);
+  return kUsage;
+}
+
+}  // namespace drawbridge
