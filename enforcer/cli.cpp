@@ -3,9 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
+#include "enforcer/bundle_acceptance.h"
 #include "enforcer/daemon.h"
 #include "enforcer/enforcer_config.h"
 #include "enforcer/explain.h"
@@ -169,8 +174,56 @@ int cmd_explain(const std::string& path, const std::string& from, const std::str
   return ex.allowed ? kOk : kFailed;
 }
 
+std::optional<std::string> read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::cerr << "cannot read " << path << ": " << std::strerror(errno) << "\n";
+    return std::nullopt;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A signed bundle is accepted only as the config's trust allows (signatures first, then site,
+// serial and expiry); its serial is recorded once the kernel holds it.
+std::optional<Policy> accept_or_report(const EnforcerConfig& cfg, const std::string& bytes) {
+  if (cfg.trust.empty()) {
+    std::cerr << cfg.policy
+              << " is a signed bundle: give a --config whose `trust` names the trust file "
+                 "(this gateway's site and the keys it trusts; see docs/signing.md)\n";
+    return std::nullopt;
+  }
+  auto trust = load_trust(cfg.trust);
+  if (!trust.ok()) {
+    std::cerr << trust.error().str() << "\n";
+    return std::nullopt;
+  }
+  const AcceptedStore store(cfg.state_dir);
+  auto last = store.last_serial();
+  if (!last.ok()) {
+    std::cerr << last.error().message << "\n";
+    return std::nullopt;
+  }
+  auto accepted = accept_bundle(bytes, cfg.policy, *trust, *last, now_ms());
+  if (!accepted.ok()) {
+    std::cerr << accepted.error().message << "\nnothing was changed\n";
+    return std::nullopt;
+  }
+  for (const auto& k : accepted->customer_signers) {
+    std::cout << "signed by customer key " << k.id() << "\n";
+  }
+  for (const auto& k : accepted->provider_signers) {
+    std::cout << "signed by provider key " << k.id() << "\n";
+  }
+  return std::move(accepted->policy);
+}
+
 int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
-  auto policy = load_policy_or_report(cfg.policy);
+  const auto bytes = read_whole_file(cfg.policy);
+  if (!bytes) return kFailed;
+  const bool bundle = looks_like_bundle(*bytes);
+  auto policy = bundle ? accept_or_report(cfg, *bytes) : load_policy_or_report(cfg.policy);
   if (!policy) return kFailed;
   auto sock = NetlinkSocket::open();
   if (!sock.ok()) {
@@ -193,6 +246,13 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
   if (!ok.ok()) {
     std::cerr << "apply failed, the previous ruleset is intact: " << ok.error().message << "\n";
     return kFailed;
+  }
+  if (bundle) {
+    if (auto recorded = AcceptedStore(cfg.state_dir).record(*bytes, *policy); !recorded.ok()) {
+      std::cerr << "applied, but the accepted serial could not be recorded: "
+                << recorded.error().message << "\n";
+      return kFailed;
+    }
   }
   auto saved =
       save_applied(cfg.state_dir, AppliedState{cfg.table, plan.site, plan.serial,
@@ -290,7 +350,7 @@ int run_cli(int argc, char** argv) {
 
   auto* apply = app.add_subcommand("apply", "Install the policy now, in one atomic transaction");
   apply->add_option("POLICY", settings.policy,
-                    "Policy file (TOML); defaults to the config's policy");
+                    "Policy file (TOML) or signed bundle; defaults to the config's policy");
   apply->add_flag("--dry-run", dry_run,
                   "Have the kernel check the transaction without committing it");
   settings.add_kernel_flags(apply, true);

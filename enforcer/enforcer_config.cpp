@@ -34,12 +34,13 @@ Result<EnforcerConfig> load_config(const std::string& path) {
   for (const auto& [key, node] : doc) {
     const auto loc = where(path, node.source());
     const std::string k(key.str());
-    if (k == "policy" || k == "table" || k == "state_dir") {
+    if (k == "policy" || k == "table" || k == "state_dir" || k == "trust") {
       const auto* v = node.as_string();
       if (!v) return make_error("'" + k + "' must be a string", loc);
       if (k == "policy") cfg.policy = v->get();
       if (k == "table") cfg.table = v->get();
       if (k == "state_dir") cfg.state_dir = v->get();
+      if (k == "trust") cfg.trust = v->get();
     } else if (k == "log_group" || k == "priority") {
       const auto* v = node.as_integer();
       if (!v) return make_error("'" + k + "' must be an integer", loc);
@@ -56,8 +57,9 @@ Result<EnforcerConfig> load_config(const std::string& path) {
         cfg.priority = static_cast<int>(n);
       }
     } else {
-      return make_error(
-          "unknown key '" + k + "' (expected: policy, table, log_group, priority, state_dir)", loc);
+      return make_error("unknown key '" + k +
+                            "' (expected: policy, table, log_group, priority, state_dir, trust)",
+                        loc);
     }
   }
   if (auto ok = check_table_name(cfg.table); !ok.ok())

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
@@ -14,6 +16,9 @@ struct EnforcerConfig {
   std::uint16_t log_group = 100;     // NFLOG group of denied packets
   int priority = -10;                // of its base chains (filter = 0)
   std::string state_dir = "/var/lib/drawbridge";
+  // Signed bundles: the trust file (common/trust.h) naming this gateway's site, the provider
+  // and customer keys whose signatures count, and the customer's ceiling.
+  std::string trust;
 };
 
 // Reads a config file; unknown keys and wrong types are errors with file:line:col.

@@ -561,6 +561,73 @@ TEST_F(EnforcementTest, CountersAttributeDenialsAndSurviveADaemonRestart) {
             before["guard_denied"].get<std::uint64_t>());
 }
 
+// Signed bundles end to end: the controller signs, the enforcer in gw accepts only what its trust
+// file allows, and a refusal changes nothing in the kernel.
+TEST_F(EnforcementTest, SignedBundlesAreAcceptedOnlyAsTheTrustFileAllows) {
+  const std::string dir = lab_->temp_dir();
+  const auto controller = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), DRAWBRIDGE_CONTROLLER_BIN);
+    return run_host(args);
+  };
+  ASSERT_RAN(controller({"keygen", "--out", dir + "/provider"}));
+  ASSERT_RAN(controller({"keygen", "--out", dir + "/stranger"}));
+  const auto pub = [&](const std::string& name) {
+    std::ifstream in(dir + "/" + name + ".pub");
+    std::string key;
+    in >> key;
+    return key;
+  };
+  lab_->write_file("trust.toml", "site = \"lab\"\nprovider_keys = [\"" + pub("provider") + "\"]\n");
+  lab_->write_file("enforcer.toml",
+                   "trust = \"" + dir + "/trust.toml\"\nstate_dir = \"" + state_dir_ + "\"\n");
+  const auto sign = [&](const PolicySpec& spec, const std::string& name, const std::string& key) {
+    const auto policy = write_policy(spec, name + ".toml");
+    const auto r =
+        controller({"sign", policy, "--key", dir + "/" + key, "--out", dir + "/" + name});
+    EXPECT_TRUE(r.ok()) << r.describe();
+    return dir + "/" + name;
+  };
+  const auto apply_bundle = [&](const std::string& bundle) {
+    return lab_->enforcer({"apply", bundle, "--config", dir + "/enforcer.toml"});
+  };
+
+  const auto v2 = sign({.serial = 2, .links = {rdp_always()}}, "v2.bundle", "provider");
+  const auto applied = apply_bundle(v2);
+  ASSERT_TRUE(applied.ok()) << applied.describe();
+  EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
+  const std::string kernel_before = list_table("drawbridge");
+
+  struct Case {
+    std::string bundle, reason;
+  };
+  const std::vector<Case> refused = {
+      {v2, "not newer than the last accepted serial 2"},                         // replay
+      {sign({.serial = 1, .links = {}}, "v1.bundle", "provider"), "not newer"},  // rollback
+      {sign({.serial = 3, .links = {}}, "stranger.bundle", "stranger"),
+       "no valid signature is from a trusted key"},
+  };
+  for (const auto& c : refused) {
+    const auto r = apply_bundle(c.bundle);
+    EXPECT_EQ(r.exit_code, 1) << c.bundle << "\n" << r.describe();
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("nothing was changed"), std::string::npos) << r.err;
+  }
+  // A bundle altered after signing.
+  std::string tampered;
+  {
+    const auto v3 = sign({.serial = 3, .links = {rdp_always()}}, "v3.bundle", "provider");
+    std::ifstream in(v3, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    bytes.replace(bytes.find("203.0.113.0/28"), 14, "203.0.113.0/24");  // widened, same length
+    tampered = lab_->write_file("tampered.bundle", bytes);
+  }
+  const auto r = apply_bundle(tampered);
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("does not verify"), std::string::npos) << r.err;
+  EXPECT_EQ(list_table("drawbridge"), kernel_before) << "a refused bundle changed the kernel";
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/3389"));
+}
+
 // --- the daemon ---------------------------------------------------------------------------------
 
 TEST_F(EnforcementTest, SigtermLeavesTableAndEnforcementInPlace) {

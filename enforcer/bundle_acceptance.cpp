@@ -1,0 +1,85 @@
+#include "enforcer/bundle_acceptance.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "enforcer/policy_parser.h"
+#include "enforcer/state_store.h"
+#include "enforcer/window_schedule.h"
+
+namespace drawbridge {
+
+namespace {
+
+Error refuse(std::string_view source, const std::string& why) {
+  return make_error("bundle " + std::string(source) + " refused: " + why);
+}
+
+}  // namespace
+
+bool looks_like_bundle(std::string_view bytes) {
+  return bytes.starts_with("drawbridge-bundle ");
+}
+
+Result<AcceptedBundle> accept_bundle(std::string_view bundle_bytes, std::string_view source_name,
+                                     const TrustConfig& trust,
+                                     std::optional<std::uint64_t> last_serial, Instant now) {
+  if (!trust.site) return refuse(source_name, "the trust file names no site for this gateway");
+  auto bundle = Bundle::decode(bundle_bytes);
+  if (!bundle.ok()) return refuse(source_name, "it does not decode: " + bundle.error().message);
+  auto signers = check_signatures(*bundle, trust);
+  if (!signers.ok()) return refuse(source_name, signers.error().message);
+
+  // Only now, over bytes that verified, is the policy parsed.
+  auto parsed = parse_policy_text(bundle->policy, source_name);
+  if (!parsed.ok())
+    return refuse(source_name, "its policy is invalid:\n" + parsed.diagnostics.str());
+  Policy& policy = *parsed.policy;
+  if (policy.site != *trust.site) {
+    return refuse(source_name,
+                  "it is for site '" + policy.site + "', this enforcer is '" + *trust.site + "'");
+  }
+  if (last_serial && policy.serial <= *last_serial) {
+    return refuse(source_name, "serial " + std::to_string(policy.serial) +
+                                   " is not newer than the last accepted serial " +
+                                   std::to_string(*last_serial) + " (replay or rollback)");
+  }
+  if (policy.expires && now >= *policy.expires) {
+    return refuse(source_name, "it expired " + format_instant(*policy.expires));
+  }
+  if (auto objection = ceiling_objection(*signers, trust)) return refuse(source_name, *objection);
+  return AcceptedBundle{std::move(policy), signers->providers, signers->customers};
+}
+
+Result<std::optional<std::uint64_t>> AcceptedStore::last_serial() const {
+  const std::string path = dir_ + "/accepted.json";
+  std::ifstream in(path);
+  if (!in) return std::optional<std::uint64_t>{};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    const auto j = nlohmann::json::parse(ss.str());
+    return std::optional<std::uint64_t>{j.at("serial").get<std::uint64_t>()};
+  } catch (const std::exception& e) {
+    return make_error(path + " is damaged (" + e.what() +
+                      "); refusing bundles until it is repaired, since the last serial protects "
+                      "against rollback");
+  }
+}
+
+Result<std::optional<std::string>> AcceptedStore::last_bundle() const {
+  std::ifstream in(dir_ + "/accepted.bundle", std::ios::binary);
+  if (!in) return std::optional<std::string>{};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return std::optional<std::string>{ss.str()};
+}
+
+Result<void> AcceptedStore::record(const std::string& bundle_bytes, const Policy& policy) const {
+  if (auto r = write_file_atomically(dir_ + "/accepted.bundle", bundle_bytes); !r.ok()) return r;
+  const nlohmann::json j{{"site", policy.site}, {"serial", policy.serial}};
+  return write_file_atomically(dir_ + "/accepted.json", j.dump(2) + "\n");
+}
+
+}  // namespace drawbridge
