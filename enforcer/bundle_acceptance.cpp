@@ -1,5 +1,7 @@
 #include "enforcer/bundle_acceptance.h"
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -24,7 +26,8 @@ bool looks_like_bundle(std::string_view bytes) {
 
 Result<AcceptedBundle> accept_bundle(std::string_view bundle_bytes, std::string_view source_name,
                                      const TrustConfig& trust,
-                                     std::optional<std::uint64_t> last_serial, Instant now) {
+                                     std::optional<std::uint64_t> last_serial, Instant now,
+                                     Freshness freshness) {
   if (!trust.site) return refuse(source_name, "the trust file names no site for this gateway");
   auto bundle = Bundle::decode(bundle_bytes);
   if (!bundle.ok()) return refuse(source_name, "it does not decode: " + bundle.error().message);
@@ -40,16 +43,85 @@ Result<AcceptedBundle> accept_bundle(std::string_view bundle_bytes, std::string_
     return refuse(source_name,
                   "it is for site '" + policy.site + "', this enforcer is '" + *trust.site + "'");
   }
-  if (last_serial && policy.serial <= *last_serial) {
-    return refuse(source_name, "serial " + std::to_string(policy.serial) +
-                                   " is not newer than the last accepted serial " +
-                                   std::to_string(*last_serial) + " (replay or rollback)");
-  }
-  if (policy.expires && now >= *policy.expires) {
-    return refuse(source_name, "it expired " + format_instant(*policy.expires));
+  if (freshness == Freshness::already_accepted) {
+    if (last_serial && policy.serial != *last_serial) {
+      return refuse(source_name, "the stored bundle has serial " + std::to_string(policy.serial) +
+                                     " but the recorded serial is " + std::to_string(*last_serial));
+    }
+  } else {
+    if (last_serial && policy.serial <= *last_serial) {
+      return refuse(source_name, "serial " + std::to_string(policy.serial) +
+                                     " is not newer than the last accepted serial " +
+                                     std::to_string(*last_serial) + " (replay or rollback)");
+    }
+    if (policy.expires && now >= *policy.expires) {
+      return refuse(source_name, "it expired " + format_instant(*policy.expires));
+    }
   }
   if (auto objection = ceiling_objection(*signers, trust)) return refuse(source_name, *objection);
   return AcceptedBundle{std::move(policy), signers->providers, signers->customers};
+}
+
+namespace {
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::string& trust_path,
+                                            const std::string& state_dir, Instant now,
+                                            bool fall_back_to_stored) {
+  const AcceptedStore store(state_dir);
+  EnforcedPolicy out;
+  std::string source = path;
+  auto bytes = read_file(path);
+  if (!bytes) {
+    auto stored = store.last_bundle();
+    if (!fall_back_to_stored || !stored.ok() || !stored->has_value()) {
+      return make_error("cannot read " + path + ": " + std::strerror(errno));
+    }
+    out.notes.push_back("cannot read " + path + "; enforcing the bundle accepted last");
+    bytes = **stored;
+    source = state_dir + "/accepted.bundle";
+  }
+  if (!looks_like_bundle(*bytes)) {
+    auto parsed = parse_policy_text(*bytes, source);
+    if (!parsed.ok()) {
+      return make_error(parsed.diagnostics.str() + "\n" + source + ": rejected (" +
+                        std::to_string(parsed.diagnostics.errors.size()) +
+                        (parsed.diagnostics.errors.size() == 1 ? " error" : " errors") +
+                        "); nothing was applied");
+    }
+    out.policy = std::move(*parsed.policy);
+    return out;
+  }
+  if (trust_path.empty()) {
+    return make_error(source +
+                      " is a signed bundle: the config's `trust` must name the trust "
+                      "file (this gateway's site and the keys it trusts)");
+  }
+  auto trust = load_trust(trust_path);
+  if (!trust.ok()) return make_error(trust.error().str());
+  auto last = store.last_serial();
+  if (!last.ok()) return last.error();
+  auto stored = store.last_bundle();
+  const bool same = stored.ok() && stored->has_value() && **stored == *bytes;
+  auto accepted = accept_bundle(*bytes, source, *trust, *last, now,
+                                same ? Freshness::already_accepted : Freshness::new_bundle);
+  if (!accepted.ok()) return make_error(accepted.error().message + "\nnothing was changed");
+  for (const auto& k : accepted->customer_signers)
+    out.notes.push_back("signed by customer key " + k.id());
+  for (const auto& k : accepted->provider_signers)
+    out.notes.push_back("signed by provider key " + k.id());
+  out.policy = std::move(accepted->policy);
+  if (!same) out.bundle_to_record = *bytes;
+  return out;
 }
 
 Result<std::optional<std::uint64_t>> AcceptedStore::last_serial() const {

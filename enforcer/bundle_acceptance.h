@@ -20,11 +20,22 @@ struct AcceptedBundle {
   std::vector<PublicKey> customer_signers;
 };
 
+enum class Freshness : std::uint8_t {
+  // Never accepted here: its serial must be greater than the last, and it must not be expired.
+  new_bundle,
+  // The exact bytes accepted last (a restart, a boot without the controller, an idempotent
+  // re-apply): signatures and site are checked again, its serial must equal the last, and an
+  // expired one is still installed, because the compiler turns it into a closed table and
+  // refusing it after a reboot would leave no table at all (fail open).
+  already_accepted,
+};
+
 // Accepts `bundle_bytes` for the trust file's site, or says precisely why not. `last_serial` is
-// the serial of the last accepted bundle (nullopt if none): a new one must be greater.
+// the serial of the last accepted bundle (nullopt if none).
 Result<AcceptedBundle> accept_bundle(std::string_view bundle_bytes, std::string_view source_name,
                                      const TrustConfig& trust,
-                                     std::optional<std::uint64_t> last_serial, Instant now);
+                                     std::optional<std::uint64_t> last_serial, Instant now,
+                                     Freshness freshness = Freshness::new_bundle);
 
 // The last accepted bundle and its serial, kept in the state directory so that the serial
 // survives restarts (no rollback) and the gateway is protected from boot without a controller.
@@ -42,6 +53,19 @@ class AcceptedStore {
  private:
   std::string dir_;
 };
+
+// The policy to enforce from `path`, a policy file or a signed bundle, loaded the same way by
+// `apply` and the daemon. A bundle needs `trust_path`; the exact bytes accepted last count as
+// already accepted. With `fall_back_to_stored`, an unreadable `path` falls back to the bundle
+// accepted last (the daemon protects from boot even when nothing else is there yet).
+struct EnforcedPolicy {
+  Policy policy;
+  std::optional<std::string> bundle_to_record;  // a newly accepted bundle, to record once applied
+  std::vector<std::string> notes;               // who signed, fallbacks: for the operator
+};
+Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::string& trust_path,
+                                            const std::string& state_dir, Instant now,
+                                            bool fall_back_to_stored);
 
 // True when `bytes` start like a bundle rather than a policy.
 bool looks_like_bundle(std::string_view bytes);

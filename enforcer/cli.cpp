@@ -174,57 +174,14 @@ int cmd_explain(const std::string& path, const std::string& from, const std::str
   return ex.allowed ? kOk : kFailed;
 }
 
-std::optional<std::string> read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::cerr << "cannot read " << path << ": " << std::strerror(errno) << "\n";
-    return std::nullopt;
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A signed bundle is accepted only as the config's trust allows (signatures first, then site,
-// serial and expiry); its serial is recorded once the kernel holds it.
-std::optional<Policy> accept_or_report(const EnforcerConfig& cfg, const std::string& bytes) {
-  if (cfg.trust.empty()) {
-    std::cerr << cfg.policy
-              << " is a signed bundle: give a --config whose `trust` names the trust file "
-                 "(this gateway's site and the keys it trusts; see docs/signing.md)\n";
-    return std::nullopt;
-  }
-  auto trust = load_trust(cfg.trust);
-  if (!trust.ok()) {
-    std::cerr << trust.error().str() << "\n";
-    return std::nullopt;
-  }
-  const AcceptedStore store(cfg.state_dir);
-  auto last = store.last_serial();
-  if (!last.ok()) {
-    std::cerr << last.error().message << "\n";
-    return std::nullopt;
-  }
-  auto accepted = accept_bundle(bytes, cfg.policy, *trust, *last, now_ms());
-  if (!accepted.ok()) {
-    std::cerr << accepted.error().message << "\nnothing was changed\n";
-    return std::nullopt;
-  }
-  for (const auto& k : accepted->customer_signers) {
-    std::cout << "signed by customer key " << k.id() << "\n";
-  }
-  for (const auto& k : accepted->provider_signers) {
-    std::cout << "signed by provider key " << k.id() << "\n";
-  }
-  return std::move(accepted->policy);
-}
-
 int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
-  const auto bytes = read_whole_file(cfg.policy);
-  if (!bytes) return kFailed;
-  const bool bundle = looks_like_bundle(*bytes);
-  auto policy = bundle ? accept_or_report(cfg, *bytes) : load_policy_or_report(cfg.policy);
-  if (!policy) return kFailed;
+  auto loaded = load_enforced_policy(cfg.policy, cfg.trust, cfg.state_dir, now_ms(), false);
+  if (!loaded.ok()) {
+    std::cerr << loaded.error().message << "\n";
+    return kFailed;
+  }
+  for (const auto& note : loaded->notes) std::cout << note << "\n";
+  const Policy* policy = &loaded->policy;
   auto sock = NetlinkSocket::open();
   if (!sock.ok()) {
     std::cerr << sock.error().message << "\n";
@@ -247,8 +204,9 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
     std::cerr << "apply failed, the previous ruleset is intact: " << ok.error().message << "\n";
     return kFailed;
   }
-  if (bundle) {
-    if (auto recorded = AcceptedStore(cfg.state_dir).record(*bytes, *policy); !recorded.ok()) {
+  if (loaded->bundle_to_record) {
+    if (auto recorded = AcceptedStore(cfg.state_dir).record(*loaded->bundle_to_record, *policy);
+        !recorded.ok()) {
       std::cerr << "applied, but the accepted serial could not be recorded: "
                 << recorded.error().message << "\n";
       return kFailed;
@@ -398,7 +356,8 @@ int run_cli(int argc, char** argv) {
   }
   if (*apply) return cmd_apply(*cfg, dry_run);
   if (*run) {
-    return run_daemon(DaemonOptions{cfg->policy, compile_options(*cfg), cfg->state_dir});
+    return run_daemon(
+        DaemonOptions{cfg->policy, compile_options(*cfg), cfg->state_dir, cfg->trust});
   }
   return kUsage;
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "enforcer/bundle_acceptance.h"
 #include "enforcer/kernel_state.h"
 #include "enforcer/policy_parser.h"
 #include "enforcer/state_store.h"
@@ -57,7 +58,7 @@ class Daemon {
       return 1;
     }
     writer_.emplace(std::move(*sock));
-    if (!load_policy()) return 1;
+    if (!load_policy() && !load_stored_bundle()) return 1;
     if (!apply("start", Mode::reconcile)) return 1;
 
     sigset_t mask;
@@ -122,13 +123,32 @@ class Daemon {
 
  private:
   bool load_policy() {
-    auto parsed = parse_policy_file(opt_.policy_path);
-    if (!parsed.ok()) {
+    // At start-up an unreadable policy path falls back to the bundle accepted last, so the
+    // gateway is protected from boot even before anything else delivers a policy.
+    auto loaded = load_enforced_policy(opt_.policy_path, opt_.trust_path, opt_.state_dir, now_ms(),
+                                       /*fall_back_to_stored=*/true);
+    if (!loaded.ok()) {
       log_->error("policy {} rejected, keeping what is applied:\n{}", opt_.policy_path,
-                  parsed.diagnostics.str());
+                  loaded.error().message);
       return false;
     }
-    policy_ = std::move(parsed.policy);
+    for (const auto& note : loaded->notes) log_->info("{}", note);
+    policy_ = std::move(loaded->policy);
+    bundle_to_record_ = std::move(loaded->bundle_to_record);
+    return true;
+  }
+
+  // When the configured policy is refused at start-up, the bundle accepted last still protects.
+  bool load_stored_bundle() {
+    const std::string stored = opt_.state_dir + "/accepted.bundle";
+    if (!std::filesystem::exists(stored)) return false;
+    auto loaded = load_enforced_policy(stored, opt_.trust_path, opt_.state_dir, now_ms(), false);
+    if (!loaded.ok()) {
+      log_->error("the stored bundle is refused too:\n{}", loaded.error().message);
+      return false;
+    }
+    log_->warn("enforcing the bundle accepted last ({}) until a valid policy arrives", stored);
+    policy_ = std::move(loaded->policy);
     return true;
   }
 
@@ -144,6 +164,12 @@ class Daemon {
       return false;
     }
     log_open(plan, why);
+    if (bundle_to_record_) {
+      // Only once the kernel holds it does its serial become the one to beat.
+      auto recorded = AcceptedStore(opt_.state_dir).record(*bundle_to_record_, *policy_);
+      if (!recorded.ok()) log_->error("applied, but not recorded: {}", recorded.error().message);
+      bundle_to_record_.reset();
+    }
     auto saved = save_applied(opt_.state_dir,
                               AppliedState{opt_.compile.table, policy_->site, policy_->serial,
                                            std::filesystem::absolute(opt_.policy_path).string(),
@@ -206,6 +232,7 @@ class Daemon {
   std::shared_ptr<spdlog::logger> log_;
   std::optional<NftablesWriter> writer_;
   std::optional<Policy> policy_;
+  std::optional<std::string> bundle_to_record_;
   Instant next_reconcile_{};
 };
 

@@ -11,9 +11,10 @@
 namespace drawbridge {
 
 struct DaemonOptions {
-  std::string policy_path;
+  std::string policy_path;  // a policy file or a signed bundle
   CompileOptions compile;
   std::string state_dir;
+  std::string trust_path;  // needed for bundles
 };
 
 // Returns the process exit code.

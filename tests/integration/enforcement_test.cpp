@@ -595,15 +595,19 @@ TEST_F(EnforcementTest, SignedBundlesAreAcceptedOnlyAsTheTrustFileAllows) {
   const auto applied = apply_bundle(v2);
   ASSERT_TRUE(applied.ok()) << applied.describe();
   EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
+  // Applying the very bundle in force again is idempotent; replaying it after a newer one is not.
+  ASSERT_TRUE(apply_bundle(v2).ok()) << "re-applying the current bundle";
+  const auto v3 = sign({.serial = 3, .links = {rdp_always()}}, "v3.bundle", "provider");
+  ASSERT_TRUE(apply_bundle(v3).ok());
   const std::string kernel_before = list_table("drawbridge");
 
   struct Case {
     std::string bundle, reason;
   };
   const std::vector<Case> refused = {
-      {v2, "not newer than the last accepted serial 2"},                         // replay
+      {v2, "not newer than the last accepted serial 3"},                         // replay
       {sign({.serial = 1, .links = {}}, "v1.bundle", "provider"), "not newer"},  // rollback
-      {sign({.serial = 3, .links = {}}, "stranger.bundle", "stranger"),
+      {sign({.serial = 4, .links = {}}, "stranger.bundle", "stranger"),
        "no valid signature is from a trusted key"},
   };
   for (const auto& c : refused) {
@@ -615,8 +619,8 @@ TEST_F(EnforcementTest, SignedBundlesAreAcceptedOnlyAsTheTrustFileAllows) {
   // A bundle altered after signing.
   std::string tampered;
   {
-    const auto v3 = sign({.serial = 3, .links = {rdp_always()}}, "v3.bundle", "provider");
-    std::ifstream in(v3, std::ios::binary);
+    const auto v5 = sign({.serial = 5, .links = {rdp_always()}}, "v5.bundle", "provider");
+    std::ifstream in(v5, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     bytes.replace(bytes.find("203.0.113.0/28"), 14, "203.0.113.0/24");  // widened, same length
     tampered = lab_->write_file("tampered.bundle", bytes);
@@ -626,6 +630,50 @@ TEST_F(EnforcementTest, SignedBundlesAreAcceptedOnlyAsTheTrustFileAllows) {
   EXPECT_NE(r.err.find("does not verify"), std::string::npos) << r.err;
   EXPECT_EQ(list_table("drawbridge"), kernel_before) << "a refused bundle changed the kernel";
   EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/3389"));
+}
+
+// After a reboot (no table) with the configured bundle replaced by an older one, or gone, the
+// daemon protects from the bundle it accepted last.
+TEST_F(EnforcementTest, DaemonBootsFromTheStoredBundle) {
+  const std::string dir = lab_->temp_dir();
+  const auto controller = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), DRAWBRIDGE_CONTROLLER_BIN);
+    return run_host(args);
+  };
+  ASSERT_RAN(controller({"keygen", "--out", dir + "/provider"}));
+  std::string pub;
+  std::ifstream(dir + "/provider.pub") >> pub;
+  lab_->write_file("trust.toml", "site = \"lab\"\nprovider_keys = [\"" + pub + "\"]\n");
+  const std::string bundle = dir + "/current.bundle";
+  lab_->write_file("enforcer.toml", "policy = \"" + bundle + "\"\ntrust = \"" + dir +
+                                        "/trust.toml\"\nstate_dir = \"" + state_dir_ + "\"\n");
+  const auto old_policy = write_policy({.serial = 1, .links = {}}, "v1.toml");
+  ASSERT_RAN(
+      controller({"sign", old_policy, "--key", dir + "/provider", "--out", dir + "/v1.bundle"}));
+  const auto policy = write_policy({.serial = 2, .links = {rdp_always()}}, "v2.toml");
+  ASSERT_RAN(controller({"sign", policy, "--key", dir + "/provider", "--out", bundle}));
+  ASSERT_RAN(lab_->enforcer({"apply", "--config", dir + "/enforcer.toml"}));
+
+  // "Reboot": the kernel loses the table; the configured file is replaced by an old bundle.
+  ASSERT_RAN(flush());
+  fs::copy_file(dir + "/v1.bundle", bundle, fs::copy_options::overwrite_existing);
+  auto daemon = lab_->spawn_enforcer({"run", "--config", dir + "/enforcer.toml"});
+  ASSERT_TRUE(wait_for_table(daemon, 3s)) << daemon.err();
+  EXPECT_NE(daemon.err().find("not newer than the last accepted serial 2"), std::string::npos)
+      << daemon.err();
+  EXPECT_TRUE(lab_->probe_until(true, addr::kAcme, addr::kServer, "tcp/3389", SysClock::now() + 2s))
+      << "not enforcing the stored serial 2: " << daemon.err();
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22"));
+
+  // Without any file at the configured path, the stored bundle protects too.
+  daemon.kill(SIGTERM);
+  (void)daemon.wait(5s);
+  ASSERT_RAN(flush());
+  fs::remove(bundle);
+  auto again = lab_->spawn_enforcer({"run", "--config", dir + "/enforcer.toml"});
+  ASSERT_TRUE(wait_for_table(again, 3s)) << again.err();
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22"));
+  EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
 }
 
 // --- the daemon ---------------------------------------------------------------------------------

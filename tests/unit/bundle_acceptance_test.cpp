@@ -121,6 +121,29 @@ TEST_F(BundleAcceptance, AStrangersExtraSignatureDoesNotCountButDoesNotHurt) {
   EXPECT_TRUE(r->customer_signers.empty());
 }
 
+// The bundle accepted last, loaded again (restart, boot): same serial is fine, and an expired one
+// is still installed — the compiler turns it into a closed table; refusing it would leave none.
+TEST_F(BundleAcceptance, AlreadyAcceptedBundleKeepsItsSerialAndIsInstalledEvenWhenExpired) {
+  const auto bytes = bundle(policy_text("clinic-east", 7, "2026-11-25T11:00:00Z"), {&provider_});
+  auto r = accept_bundle(bytes, "stored", trust_, 7, now_, Freshness::already_accepted);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->policy.serial, 7u);
+  auto mismatch = accept_bundle(bytes, "stored", trust_, 8, now_, Freshness::already_accepted);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.error().message.find("recorded serial is 8"), std::string::npos);
+  // Signatures are checked again all the same.
+  auto forged = bytes;
+  forged[forged.rfind("serial = 7") + 9] = '8';
+  EXPECT_FALSE(accept_bundle(forged, "stored", trust_, 8, now_, Freshness::already_accepted).ok());
+}
+
+TEST_F(BundleAcceptance, TrustFileWithoutASiteIsRefused) {
+  trust_.site.reset();
+  auto r = accept(bundle(policy_text("clinic-east", 7), {&provider_}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("names no site"), std::string::npos) << r.error().message;
+}
+
 TEST(AcceptedStore, SerialAndBundleSurviveARestartAndDamageIsAnError) {
   const fs::path dir = fs::temp_directory_path() / ("db-accepted-" + std::to_string(::getpid()));
   fs::remove_all(dir);
