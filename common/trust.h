@@ -43,8 +43,9 @@ struct TrustedSigners {
 [[nodiscard]] Result<TrustedSigners> check_signatures(const Bundle& bundle,
                                                       const TrustConfig& trust);
 
-// Ceiling containment is not built yet: while a ceiling is configured, a bundle signed by
-// provider keys only is refused (fail closed). nullopt = no objection.
+// For `verify`, which cannot check containment yet (the enforcer does, enforcer/ceiling.h): a
+// bundle signed by provider keys only while a ceiling is configured is reported as not
+// acceptable as far as the controller can tell. nullopt = no objection.
 [[nodiscard]] std::optional<std::string> ceiling_objection(const TrustedSigners& signers,
                                                            const TrustConfig& trust);
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "enforcer/ceiling.h"
 #include "enforcer/policy_parser.h"
 #include "enforcer/state_store.h"
 #include "enforcer/window_schedule.h"
@@ -25,7 +26,7 @@ bool looks_like_bundle(std::string_view bytes) {
 }
 
 Result<AcceptedBundle> accept_bundle(std::string_view bundle_bytes, std::string_view source_name,
-                                     const TrustConfig& trust,
+                                     const TrustConfig& trust, const Policy* ceiling,
                                      std::optional<std::uint64_t> last_serial, Instant now,
                                      Freshness freshness) {
   if (!trust.site) return refuse(source_name, "the trust file names no site for this gateway");
@@ -58,7 +59,21 @@ Result<AcceptedBundle> accept_bundle(std::string_view bundle_bytes, std::string_
       return refuse(source_name, "it expired " + format_instant(*policy.expires));
     }
   }
-  if (auto objection = ceiling_objection(*signers, trust)) return refuse(source_name, *objection);
+  // The customer's veto: without a customer signature, everything must fit inside the ceiling.
+  if (signers->customers.empty() && trust.ceiling) {
+    if (ceiling == nullptr) {
+      return refuse(source_name, "signed by provider keys only, and the ceiling " + *trust.ceiling +
+                                     " could not be loaded");
+    }
+    const auto violations = exceeds_ceiling(policy, *ceiling, now);
+    if (!violations.empty()) {
+      std::string why =
+          "signed by provider keys only and it exceeds the customer's ceiling (a "
+          "customer signature would allow it):";
+      for (const auto& v : violations) why += "\n  " + v.what;
+      return refuse(source_name, why);
+    }
+  }
   return AcceptedBundle{std::move(policy), signers->providers, signers->customers};
 }
 
@@ -112,7 +127,17 @@ Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::
   if (!last.ok()) return last.error();
   auto stored = store.last_bundle();
   const bool same = stored.ok() && stored->has_value() && **stored == *bytes;
-  auto accepted = accept_bundle(*bytes, source, *trust, *last, now,
+  std::optional<Policy> ceiling;
+  if (trust->ceiling) {
+    auto parsed = parse_policy_file(*trust->ceiling);
+    if (!parsed.ok()) {
+      out.notes.push_back("the ceiling " + *trust->ceiling + " is invalid:\n" +
+                          parsed.diagnostics.str());
+    } else {
+      ceiling = std::move(parsed.policy);
+    }
+  }
+  auto accepted = accept_bundle(*bytes, source, *trust, ceiling ? &*ceiling : nullptr, *last, now,
                                 same ? Freshness::already_accepted : Freshness::new_bundle);
   if (!accepted.ok()) return make_error(accepted.error().message + "\nnothing was changed");
   for (const auto& k : accepted->customer_signers)

@@ -32,8 +32,10 @@ enum class Freshness : std::uint8_t {
 
 // Accepts `bundle_bytes` for the trust file's site, or says precisely why not. `last_serial` is
 // the serial of the last accepted bundle (nullopt if none).
+// `ceiling` is the customer's ceiling policy when the trust file names one (nullptr otherwise,
+// or when it could not be loaded: then provider-only bundles are refused, failing closed).
 Result<AcceptedBundle> accept_bundle(std::string_view bundle_bytes, std::string_view source_name,
-                                     const TrustConfig& trust,
+                                     const TrustConfig& trust, const Policy* ceiling,
                                      std::optional<std::uint64_t> last_serial, Instant now,
                                      Freshness freshness = Freshness::new_bundle);
 

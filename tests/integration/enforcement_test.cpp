@@ -632,6 +632,48 @@ TEST_F(EnforcementTest, SignedBundlesAreAcceptedOnlyAsTheTrustFileAllows) {
   EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/3389"));
 }
 
+// The customer's veto: a provider-only bundle must fit the ceiling; the customer's co-signature
+// lets the same bundle through.
+TEST_F(EnforcementTest, CeilingBoundsProviderOnlyBundlesAndTheCustomerCanLiftIt) {
+  const std::string dir = lab_->temp_dir();
+  const auto controller = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), DRAWBRIDGE_CONTROLLER_BIN);
+    return run_host(args);
+  };
+  ASSERT_RAN(controller({"keygen", "--out", dir + "/provider"}));
+  ASSERT_RAN(controller({"keygen", "--out", dir + "/customer"}));
+  std::string provider, customer;
+  std::ifstream(dir + "/provider.pub") >> provider;
+  std::ifstream(dir + "/customer.pub") >> customer;
+  // The ceiling: RDP to the first server only, round the clock.
+  write_policy({.serial = 1, .links = {{"rdp", {addr::kServer}, {"tcp/3389"}, {"always"}}}},
+               "ceiling.toml");
+  lab_->write_file("trust.toml", "site = \"lab\"\nprovider_keys = [\"" + provider +
+                                     "\"]\ncustomer_keys = [\"" + customer +
+                                     "\"]\nceiling = \"ceiling.toml\"\n");
+  lab_->write_file("enforcer.toml",
+                   "trust = \"" + dir + "/trust.toml\"\nstate_dir = \"" + state_dir_ + "\"\n");
+  const auto apply_bundle = [&](const std::string& b) {
+    return lab_->enforcer({"apply", b, "--config", dir + "/enforcer.toml"});
+  };
+  const auto wider = write_policy(
+      {.serial = 2, .links = {{"rdp", {addr::kServer, addr::kServer3}, {"tcp/3389"}, {"always"}}}},
+      "wider.toml");
+  ASSERT_RAN(
+      controller({"sign", wider, "--key", dir + "/provider", "--out", dir + "/wider.bundle"}));
+  const auto refused = apply_bundle(dir + "/wider.bundle");
+  EXPECT_EQ(refused.exit_code, 1) << refused.describe();
+  EXPECT_NE(refused.err.find("exceeds the customer's ceiling"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find(addr::kServer3), std::string::npos) << refused.err;
+  EXPECT_FALSE(table_exists()) << "a refused bundle installed something";
+
+  ASSERT_RAN(controller({"sign", dir + "/wider.bundle", "--key", dir + "/customer"}));
+  const auto cosigned = apply_bundle(dir + "/wider.bundle");
+  ASSERT_TRUE(cosigned.ok()) << cosigned.describe();
+  EXPECT_NE(cosigned.out.find("signed by customer key"), std::string::npos) << cosigned.out;
+  EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer3, "tcp/3389"));
+}
+
 // After a reboot (no table) with the configured bundle replaced by an older one, or gone, the
 // daemon protects from the bundle it accepted last.
 TEST_F(EnforcementTest, DaemonBootsFromTheStoredBundle) {

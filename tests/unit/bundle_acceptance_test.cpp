@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "enforcer/policy_parser.h"
 #include "enforcer/window_schedule.h"
 
 namespace drawbridge {
@@ -34,7 +35,7 @@ class BundleAcceptance : public testing::Test {
   }
 
   Result<AcceptedBundle> accept(const std::string& bytes, std::optional<std::uint64_t> last = {}) {
-    return accept_bundle(bytes, "test.bundle", trust_, last, now_);
+    return accept_bundle(bytes, "test.bundle", trust_, ceiling_ ? &*ceiling_ : nullptr, last, now_);
   }
 
   SecretKey provider_ = SecretKey::generate();
@@ -43,6 +44,7 @@ class BundleAcceptance : public testing::Test {
   TrustConfig trust_{
       "clinic-east", {provider_.public_key()}, {customer_.public_key()}, std::nullopt};
   Instant now_ = *parse_instant("2026-11-25T12:00:00Z");
+  std::optional<Policy> ceiling_;
 };
 
 TEST_F(BundleAcceptance, ProviderSignedBundleForThisSiteIsAccepted) {
@@ -101,17 +103,27 @@ TEST_F(BundleAcceptance, InvalidPolicyIsRefusedAfterSignaturesVerify) {
       << r.error().message;
 }
 
-TEST_F(BundleAcceptance, WithACeilingProviderOnlyBundlesNeedTheCustomer) {
-  trust_.ceiling = "/etc/drawbridge/ceiling.toml";
-  const auto policy = policy_text("clinic-east", 7);
-  auto provider_only = accept(bundle(policy, {&provider_}));
+TEST_F(BundleAcceptance, ProviderOnlyBundlesMustFitTheCeilingCustomerSignedMayExceedIt) {
+  trust_.ceiling = "ceiling.toml";
+  auto parsed = parse_policy_text(policy_text("clinic-east", 1), "ceiling.toml");
+  ASSERT_TRUE(parsed.ok());
+  ceiling_ = *parsed.policy;  // acme may come from 203.0.113.0/28, nothing else
+
+  EXPECT_TRUE(accept(bundle(policy_text("clinic-east", 7), {&provider_})).ok()) << "fits exactly";
+  std::string wider = policy_text("clinic-east", 7);
+  wider.replace(wider.find("203.0.113.0/28"), 14, "203.0.113.0/24");
+  auto provider_only = accept(bundle(wider, {&provider_}));
   ASSERT_FALSE(provider_only.ok());
-  EXPECT_NE(provider_only.error().message.find("a customer signature is needed"),
-            std::string::npos);
-  auto cosigned = accept(bundle(policy, {&provider_, &customer_}));
+  EXPECT_NE(provider_only.error().message.find("exceeds the customer's ceiling"), std::string::npos)
+      << provider_only.error().message;
+  EXPECT_NE(provider_only.error().message.find("203.0.113.0/24"), std::string::npos)
+      << provider_only.error().message;
+  auto cosigned = accept(bundle(wider, {&provider_, &customer_}));
   ASSERT_TRUE(cosigned.ok()) << cosigned.error().message;
   EXPECT_EQ(cosigned->customer_signers.size(), 1u);
-  EXPECT_EQ(cosigned->provider_signers.size(), 1u);
+
+  ceiling_.reset();  // configured but not loadable: fail closed
+  EXPECT_FALSE(accept(bundle(policy_text("clinic-east", 7), {&provider_})).ok());
 }
 
 TEST_F(BundleAcceptance, AStrangersExtraSignatureDoesNotCountButDoesNotHurt) {
@@ -125,16 +137,18 @@ TEST_F(BundleAcceptance, AStrangersExtraSignatureDoesNotCountButDoesNotHurt) {
 // is still installed — the compiler turns it into a closed table; refusing it would leave none.
 TEST_F(BundleAcceptance, AlreadyAcceptedBundleKeepsItsSerialAndIsInstalledEvenWhenExpired) {
   const auto bytes = bundle(policy_text("clinic-east", 7, "2026-11-25T11:00:00Z"), {&provider_});
-  auto r = accept_bundle(bytes, "stored", trust_, 7, now_, Freshness::already_accepted);
+  auto r = accept_bundle(bytes, "stored", trust_, nullptr, 7, now_, Freshness::already_accepted);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->policy.serial, 7u);
-  auto mismatch = accept_bundle(bytes, "stored", trust_, 8, now_, Freshness::already_accepted);
+  auto mismatch =
+      accept_bundle(bytes, "stored", trust_, nullptr, 8, now_, Freshness::already_accepted);
   ASSERT_FALSE(mismatch.ok());
   EXPECT_NE(mismatch.error().message.find("recorded serial is 8"), std::string::npos);
   // Signatures are checked again all the same.
   auto forged = bytes;
   forged[forged.rfind("serial = 7") + 9] = '8';
-  EXPECT_FALSE(accept_bundle(forged, "stored", trust_, 8, now_, Freshness::already_accepted).ok());
+  EXPECT_FALSE(
+      accept_bundle(forged, "stored", trust_, nullptr, 8, now_, Freshness::already_accepted).ok());
 }
 
 TEST_F(BundleAcceptance, TrustFileWithoutASiteIsRefused) {
