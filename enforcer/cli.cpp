@@ -68,8 +68,9 @@ struct Settings {
   }
 };
 
-CompileOptions compile_options(const EnforcerConfig& c) {
-  return CompileOptions{c.table, c.log_group, c.priority};
+CompileOptions compile_options(const EnforcerConfig& c,
+                               std::optional<Instant> lockdown = std::nullopt) {
+  return CompileOptions{c.table, c.log_group, c.priority, lockdown};
 }
 
 std::optional<Policy> load_policy_or_report(const std::string& path) {
@@ -188,7 +189,11 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
     return kFailed;
   }
   NftablesWriter writer(std::move(*sock));
-  const auto plan = compile(*policy, now_ms(), compile_options(cfg));
+  const Instant now = now_ms();
+  const auto plan = compile(*policy, now, compile_options(cfg, lockdown_until(cfg.state_dir, now)));
+  if (plan.locked_down) {
+    std::cout << "LOCKDOWN is on: all provider access stays closed until `lockdown --release`\n";
+  }
   if (dry_run) {
     auto ok = writer.validate(plan);
     if (!ok.ok()) {
@@ -239,6 +244,49 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
     std::cerr << "warning: could not record the applied state: " << saved.error().message << "\n";
   }
   return kOk;
+}
+
+// The customer's break-glass: record it, then re-apply the policy in force with it.
+int cmd_lockdown(EnforcerConfig cfg, const std::string& until_text, bool release) {
+  const Instant now = now_ms();
+  if (release) {
+    if (auto r = release_lockdown(cfg.state_dir); !r.ok()) {
+      std::cerr << r.error().message << "\n";
+      return kFailed;
+    }
+  } else {
+    Lockdown lockdown{now, std::nullopt};
+    if (!until_text.empty()) {
+      auto until = parse_instant(until_text);
+      if (!until || *until <= now) {
+        std::cerr << "--until '" << until_text << "' must be a future RFC 3339 time\n";
+        return kUsage;
+      }
+      lockdown.until = *until;
+    }
+    if (auto r = save_lockdown(cfg.state_dir, lockdown); !r.ok()) {
+      std::cerr << "lockdown not recorded: " << r.error().message << "\n";
+      return kFailed;
+    }
+  }
+  if (cfg.policy.empty()) {
+    auto applied = load_applied(cfg.state_dir, cfg.table);
+    if (applied.ok() && applied->has_value()) cfg.policy = (*applied)->policy_path;
+  }
+  if (cfg.policy.empty()) {
+    std::cout << (release ? "lockdown released" : "lockdown recorded")
+              << "; no policy is applied yet, so there was nothing to change in the kernel\n";
+    return kOk;
+  }
+  const int rc = cmd_apply(cfg, false);
+  if (rc == kOk) {
+    std::cout << (release ? "lockdown released: the policy's windows and grants apply again\n"
+                          : "LOCKDOWN: all provider access is closed" +
+                                (until_text.empty() ? std::string(" until `lockdown --release`")
+                                                    : " until " + until_text) +
+                                "; whatever policy arrives stays closed until then\n");
+  }
+  return rc;
 }
 
 int cmd_status(const EnforcerConfig& cfg, bool json) {
@@ -323,6 +371,15 @@ int run_cli(int argc, char** argv) {
   status->add_flag("--json", json, "Machine-readable output");
   settings.add_kernel_flags(status, false);
 
+  bool release = false;
+  auto* lockdown = app.add_subcommand(
+      "lockdown", "Close all provider access now, whatever any policy says, until released");
+  auto* until_opt =
+      lockdown->add_option("--until", at, "End the lockdown by itself at this time (RFC 3339)");
+  lockdown->add_flag("--release", release, "End the lockdown; the policy applies again")
+      ->excludes(until_opt);
+  settings.add_kernel_flags(lockdown, true);
+
   auto* flush = app.add_subcommand("flush", "Remove drawbridge's table (and nothing else)");
   settings.add_kernel_flags(flush, false);
 
@@ -349,6 +406,7 @@ int run_cli(int argc, char** argv) {
   if (*render) return cmd_render(*cfg, at);
   if (*status) return cmd_status(*cfg, json);
   if (*flush) return cmd_flush(*cfg);
+  if (*lockdown) return cmd_lockdown(*cfg, at, release);
   if (cfg->policy.empty()) {
     std::cerr << "no policy: give one (" << (*run ? "--policy FILE" : "POLICY")
               << ") or a --config with a `policy` key\n";

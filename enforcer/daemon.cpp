@@ -155,7 +155,8 @@ class Daemon {
   enum class Mode { reconcile, replace };
 
   bool apply(const char* why, Mode mode) {
-    const auto plan = compile(*policy_, now_ms(), opt_.compile);
+    const Instant now = now_ms();
+    const auto plan = compile(*policy_, now, options(now));
     next_reconcile_ = plan.compiled_at + kReconcileEvery;
     auto r = mode == Mode::replace ? writer_->replace(plan) : writer_->reconcile(plan);
     if (!r.ok()) {
@@ -180,7 +181,7 @@ class Daemon {
 
   void tick() {
     const Instant now = now_ms();
-    const auto plan = compile(*policy_, now, opt_.compile);
+    const auto plan = compile(*policy_, now, options(now));
     if (now >= next_reconcile_) {
       next_reconcile_ = now + kReconcileEvery;
       auto intact = writer_->holds(plan);
@@ -212,13 +213,26 @@ class Daemon {
       log_->info("  open: link {} {} until {}", o.link,
                  o.ticket ? "grant " + *o.ticket : std::string("window"), format_instant(o.until));
     }
+    if (plan.locked_down) log_->warn("LOCKDOWN: all provider access is closed");
     if (plan.expired)
       log_->warn("policy serial {} has expired: all provider access is closed", plan.serial);
   }
 
+  // The compile options now: the lockdown record is read at every compile, so a `lockdown` run
+  // from the command line holds against the daemon's own window edges.
+  CompileOptions options(Instant now) const {
+    CompileOptions o = opt_.compile;
+    o.lockdown_until = lockdown_until(opt_.state_dir, now);
+    return o;
+  }
+
   void arm(int timer) {
+    const Instant now = now_ms();
     Instant wake = next_reconcile_;
-    if (auto edge = next_edge(*policy_, now_ms())) wake = std::min(wake, *edge);
+    if (auto edge = next_edge(*policy_, now)) wake = std::min(wake, *edge);
+    if (auto until = lockdown_until(opt_.state_dir, now); until && *until != Instant::max()) {
+      wake = std::min(wake, *until);
+    }
     const auto since_epoch = wake.time_since_epoch();
     itimerspec its{};
     its.it_value.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();

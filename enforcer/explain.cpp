@@ -186,6 +186,10 @@ Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connect
     ex.text += "  the host is in a link of this provider, but not with this port\n";
   } else if (reason == "unapproved-host") {
     ex.text += "  no link of this provider covers this host\n";
+  } else if (reason == "lockdown") {
+    ex.text +=
+        "  the gateway is locked down: all provider access is closed until `lockdown "
+        "--release`\n";
   } else if (reason == "policy-expired") {
     ex.text += "  the policy expired " +
                (policy.expires ? format_instant(*policy.expires) : std::string("?")) +

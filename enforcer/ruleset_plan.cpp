@@ -52,6 +52,8 @@ std::string_view deny_reason_name(DenyReason r) {
       return "unapproved-port";
     case DenyReason::policy_expired:
       return "policy-expired";
+    case DenyReason::lockdown:
+      return "lockdown";
   }
   return "unknown";
 }
@@ -181,8 +183,9 @@ class Compiler {
     plan_.serial = policy_.serial;
     plan_.compiled_at = now_;
     plan_.expired = policy_.expires && now_ >= *policy_.expires;
+    plan_.locked_down = opt_.lockdown_until && now_ < *opt_.lockdown_until;
     for (const auto& link : policy_.links) {
-      auto o = openings_at(policy_, link, now_);
+      auto o = openings(link);
       plan_.openings.insert(plan_.openings.end(), o.begin(), o.end());
     }
     add_gate_sets();
@@ -200,6 +203,11 @@ class Compiler {
   }
 
  private:
+  std::vector<Opening> openings(const Link& link) const {
+    if (plan_.locked_down) return {};
+    return openings_at(policy_, link, now_);
+  }
+
   std::size_t provider_index(std::string_view name) const {
     for (std::size_t i = 0; i < policy_.providers.size(); ++i) {
       if (policy_.providers[i].name == name) return i;
@@ -276,7 +284,7 @@ class Compiler {
           for (const auto& h : link_hosts) {
             for (const auto& port : link.ports) scope_boxes.push_back({h, port, j});
           }
-          for (const auto& o : openings_at(policy_, link, now_)) {
+          for (const auto& o : openings(link)) {
             for (const auto& h : of_family(o.hosts, f)) {
               for (const auto& port : link.ports) open_boxes.push_back({h, port, {o.until, j}});
             }
@@ -367,7 +375,9 @@ class Compiler {
       allow.verdict = Verdict{Verdict::Kind::accept, {}};
       plan_.chains.push_back(
           {base + "_allow", std::nullopt, {allow}, "link " + link.name + " open"});
-      const auto reason = plan_.expired ? DenyReason::policy_expired : DenyReason::outside_window;
+      const auto reason = plan_.locked_down ? DenyReason::lockdown
+                          : plan_.expired   ? DenyReason::policy_expired
+                                            : DenyReason::outside_window;
       plan_.chains.push_back({base + "_closed",
                               std::nullopt,
                               {log_drop(log_prefix(reason, subject))},

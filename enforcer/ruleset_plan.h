@@ -97,6 +97,9 @@ struct CompileOptions {
   std::string table = "drawbridge";
   std::uint16_t log_group = 100;  // the same default as EnforcerConfig
   int priority = -10;
+  // Local lockdown: while it lasts, no window or grant opens anything, whatever the policy says.
+  // Instant::max() = until released.
+  std::optional<Instant> lockdown_until;
 };
 
 // Why a packet was dropped; the first word of the NFLOG prefix after "drawbridge:".
@@ -106,6 +109,7 @@ enum class DenyReason : std::uint8_t {
   unapproved_host,
   unapproved_port,
   policy_expired,
+  lockdown,  // the customer's break-glass is on
 };
 std::string_view deny_reason_name(DenyReason r);
 
@@ -129,6 +133,7 @@ struct RulesetPlan {
   std::uint64_t serial = 0;
   Instant compiled_at;
   bool expired = false;
+  bool locked_down = false;
   std::vector<Opening> openings;  // links open at compiled_at
 
   [[nodiscard]] const SetPlan* set(std::string_view name) const;

@@ -97,4 +97,40 @@ Result<std::optional<AppliedState>> load_applied(const std::string& state_dir,
   }
 }
 
+namespace {
+std::string lockdown_path(const std::string& dir) {
+  return dir + "/lockdown.json";
+}
+}  // namespace
+
+Result<void> save_lockdown(const std::string& state_dir, const Lockdown& lockdown) {
+  nlohmann::json j{{"since", format_instant(lockdown.since)}};
+  if (lockdown.until) j["until"] = format_instant(*lockdown.until);
+  return write_file_atomically(lockdown_path(state_dir), j.dump(2) + "\n");
+}
+
+Result<void> release_lockdown(const std::string& state_dir) {
+  std::error_code ec;
+  std::filesystem::remove(lockdown_path(state_dir), ec);
+  if (ec) return make_error("cannot remove " + lockdown_path(state_dir) + ": " + ec.message());
+  return {};
+}
+
+std::optional<Instant> lockdown_until(const std::string& state_dir, Instant now) {
+  std::ifstream in(lockdown_path(state_dir));
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    const auto j = nlohmann::json::parse(ss.str());
+    if (!j.contains("until")) return Instant::max();
+    const auto until = parse_instant(j.at("until").get<std::string>());
+    if (!until) return Instant::max();
+    if (*until <= now) return std::nullopt;
+    return until;
+  } catch (const std::exception&) {
+    return Instant::max();
+  }
+}
+
 }  // namespace drawbridge

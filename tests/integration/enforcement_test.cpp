@@ -718,6 +718,42 @@ TEST_F(EnforcementTest, DaemonBootsFromTheStoredBundle) {
   EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
 }
 
+// The customer's break-glass: closes provider access at once, holds against a new policy and a
+// running daemon's window edges, survives a restart, and ends only on release.
+TEST_F(EnforcementTest, LockdownClosesEverythingUntilReleased) {
+  const auto policy = write_policy({.links = {rdp_always()}});
+  ASSERT_RAN(apply(policy));
+  ASSERT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
+  const auto lockdown = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"lockdown", "--state-dir", state_dir_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return lab_->enforcer(args);
+  };
+  const auto locked = lockdown({});
+  ASSERT_TRUE(locked.ok()) << locked.describe();
+  EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389")) << "lockdown left RDP open";
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22"))
+      << "lockdown dropped the guard";
+
+  // A newer policy and the daemon (restarted, with its window edges) stay locked down.
+  ASSERT_RAN(apply(write_policy({.serial = 2, .links = {rdp_always()}}, "v2.toml")));
+  EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389")) << "a new policy reopened it";
+  auto daemon = start_daemon(policy);
+  ASSERT_TRUE(wait_for_table(daemon, 3s));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389")) << "the daemon reopened it";
+  EXPECT_NE(daemon.err().find("LOCKDOWN"), std::string::npos) << daemon.err();
+
+  // Released while the daemon runs: the daemon accepts the released table as its own.
+  const auto released = lockdown({"--release"});
+  ASSERT_TRUE(released.ok()) << released.describe();
+  EXPECT_TRUE(
+      lab_->probe_until(true, addr::kAcme, addr::kServer, "tcp/3389", SysClock::now() + 2s));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
+  EXPECT_TRUE(daemon.running()) << daemon.err();
+}
+
 // --- the daemon ---------------------------------------------------------------------------------
 
 TEST_F(EnforcementTest, SigtermLeavesTableAndEnforcementInPlace) {

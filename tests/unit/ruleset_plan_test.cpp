@@ -961,5 +961,29 @@ windows = ["long"]
   EXPECT_EQ(open->elements[0].timeout, std::chrono::milliseconds(150 * 60 * 1000));
 }
 
+// Lockdown closes every window and grant whatever the policy says, and says so in the logs.
+TEST(CompileLockdown, NoOpenElementsAndClosedLinksLogLockdown) {
+  const Policy p = inline_policy(R"(
+[providers.acme]
+addresses = ["203.0.113.0/28"]
+[[links]]
+name = "rdp"
+provider = "acme"
+hosts = ["10.0.0.1"]
+ports = ["tcp/3389"]
+windows = ["always"]
+)");
+  CompileOptions opt;
+  opt.lockdown_until = utc(2026, 11, 26, 12);
+  const auto locked = compile(p, utc(2026, 11, 26, 11), opt);
+  EXPECT_TRUE(locked.locked_down);
+  EXPECT_TRUE(locked.openings.empty());
+  EXPECT_TRUE(locked.set("p1_in_v4")->elements.empty());
+  EXPECT_EQ(*locked.chain("l1_rdp_closed")->rules[0].log_prefix, "drawbridge:lockdown:link/rdp");
+  const auto after = compile(p, utc(2026, 11, 26, 12), opt);  // the lockdown has ended
+  EXPECT_FALSE(after.locked_down);
+  EXPECT_EQ(after.set("p1_in_v4")->elements.size(), 1u);
+}
+
 }  // namespace
 }  // namespace drawbridge
