@@ -414,8 +414,8 @@ int run_cli(int argc, char** argv) {
   }
   if (*apply) return cmd_apply(*cfg, dry_run);
   if (*run) {
-    return run_daemon(
-        DaemonOptions{cfg->policy, compile_options(*cfg), cfg->state_dir, cfg->trust});
+    return run_daemon(DaemonOptions{cfg->policy, compile_options(*cfg), cfg->state_dir, cfg->trust,
+                                    cfg->expiry_warning});
   }
   return kUsage;
 }

@@ -198,7 +198,23 @@ class Daemon {
       return;
     }
     const auto& st = writer_->last_stats();
-    if (st.added || st.deleted || !st.incremental) log_open(plan, "window edge");
+    if (st.added || st.deleted || !st.incremental) {
+      log_open(plan, "window edge");
+    } else {
+      warn_if_expiring(now);
+    }
+  }
+
+  // Once per serial: the policy will expire soon, and then every provider link closes.
+  void warn_if_expiring(Instant now) {
+    if (!policy_->expires || now >= *policy_->expires || warned_serial_ == policy_->serial) return;
+    if (*policy_->expires - now > opt_.expiry_warning) return;
+    warned_serial_ = policy_->serial;
+    log_->warn(
+        "policy serial {} expires {} (in {} min): after that all provider access closes "
+        "until a newer policy is applied",
+        policy_->serial, format_instant(*policy_->expires),
+        std::chrono::duration_cast<std::chrono::minutes>(*policy_->expires - now).count());
   }
 
   void log_open(const RulesetPlan& plan, const char* why) {
@@ -214,6 +230,7 @@ class Daemon {
                  o.ticket ? "grant " + *o.ticket : std::string("window"), format_instant(o.until));
     }
     if (plan.locked_down) log_->warn("LOCKDOWN: all provider access is closed");
+    warn_if_expiring(plan.compiled_at);
     if (plan.expired)
       log_->warn("policy serial {} has expired: all provider access is closed", plan.serial);
   }
@@ -233,6 +250,10 @@ class Daemon {
     if (auto until = lockdown_until(opt_.state_dir, now); until && *until != Instant::max()) {
       wake = std::min(wake, *until);
     }
+    if (policy_->expires && warned_serial_ != policy_->serial) {
+      const Instant warn_at = *policy_->expires - opt_.expiry_warning;
+      if (warn_at > now) wake = std::min(wake, warn_at);
+    }
     const auto since_epoch = wake.time_since_epoch();
     itimerspec its{};
     its.it_value.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();
@@ -247,6 +268,7 @@ class Daemon {
   std::optional<NftablesWriter> writer_;
   std::optional<Policy> policy_;
   std::optional<std::string> bundle_to_record_;
+  std::optional<std::uint64_t> warned_serial_;  // the serial whose expiry was warned about
   Instant next_reconcile_{};
 };
 

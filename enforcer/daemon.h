@@ -4,6 +4,7 @@
 // Closing never depends on it: open elements carry kernel timeouts.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "enforcer/ruleset_plan.h"
@@ -15,6 +16,8 @@ struct DaemonOptions {
   CompileOptions compile;
   std::string state_dir;
   std::string trust_path;  // needed for bundles
+  // How long before the policy expires the daemon starts warning.
+  std::chrono::seconds expiry_warning{24 * 3600};
 };
 
 // Returns the process exit code.

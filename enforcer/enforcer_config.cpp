@@ -41,6 +41,12 @@ Result<EnforcerConfig> load_config(const std::string& path) {
       if (k == "table") cfg.table = v->get();
       if (k == "state_dir") cfg.state_dir = v->get();
       if (k == "trust") cfg.trust = v->get();
+    } else if (k == "expiry_warning_hours") {
+      const auto* v = node.as_integer();
+      if (!v || v->get() < 0 || v->get() > 24 * 366) {
+        return make_error("'expiry_warning_hours' must be an integer from 0 to 8784", loc);
+      }
+      cfg.expiry_warning = std::chrono::hours(v->get());
     } else if (k == "log_group" || k == "priority") {
       const auto* v = node.as_integer();
       if (!v) return make_error("'" + k + "' must be an integer", loc);
@@ -58,7 +64,8 @@ Result<EnforcerConfig> load_config(const std::string& path) {
       }
     } else {
       return make_error("unknown key '" + k +
-                            "' (expected: policy, table, log_group, priority, state_dir, trust)",
+                            "' (expected: policy, table, log_group, priority, state_dir, trust, "
+                            "expiry_warning_hours)",
                         loc);
     }
   }

@@ -1,6 +1,7 @@
 // The enforcer's own configuration file (TOML). Every key is documented in docs/configuration.md.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +20,8 @@ struct EnforcerConfig {
   // Signed bundles: the trust file (common/trust.h) naming this gateway's site, the provider
   // and customer keys whose signatures count, and the customer's ceiling.
   std::string trust;
+  // How long before the applied policy's `expires` the daemon starts warning.
+  std::chrono::seconds expiry_warning{24 * 3600};
 };
 
 // Reads a config file; unknown keys and wrong types are errors with file:line:col.

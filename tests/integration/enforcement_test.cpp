@@ -71,6 +71,7 @@ struct PolicySpec {
   std::vector<LinkSpec> links{};
   std::vector<GrantSpec> grants{};
   std::vector<std::string> guard{"tcp/22", "tcp/5900"};
+  std::optional<sys_seconds> expires{};
 };
 
 std::string toml_list(const std::vector<std::string>& items) {
@@ -87,7 +88,8 @@ std::string to_toml(const PolicySpec& spec) {
   toml << "version = 1\n"
        << "site = \"lab\"\n"
        << "serial = " << spec.serial << "\n"
-       << "timezone = \"UTC\"\n\n"
+       << "timezone = \"UTC\"\n"
+       << (spec.expires ? "expires = " + rfc3339(*spec.expires) + "\n" : std::string()) << "\n"
        << "[providers.acme]\n"
        << "addresses = [\"203.0.113.0/28\", \"2001:db8:100::/48\"]\n";
   for (const auto& link : spec.links) {
@@ -752,6 +754,28 @@ TEST_F(EnforcementTest, LockdownClosesEverythingUntilReleased) {
   std::this_thread::sleep_for(500ms);
   EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
   EXPECT_TRUE(daemon.running()) << daemon.err();
+}
+
+// Freeze protection: the daemon warns ahead of `expires`, and when it passes without a newer
+// policy every provider link closes in the kernel, not just in a flag.
+TEST_F(EnforcementTest, ExpiryIsWarnedAheadAndClosesProviderAccess) {
+  const auto expires = now_seconds() + 4s;
+  const auto policy = write_policy({.links = {rdp_always()}, .expires = expires});
+  const std::string config = lab_->write_file(
+      "enforcer.toml", "expiry_warning_hours = 1\nstate_dir = \"" + state_dir_ + "\"\n");
+  auto daemon = lab_->spawn_enforcer({"run", "--config", config, "--policy", policy});
+  ASSERT_TRUE(wait_for_table(daemon, 3s));
+  ASSERT_TRUE(
+      lab_->probe_until(true, addr::kAcme, addr::kServer, "tcp/3389", SysClock::now() + 2s));
+  EXPECT_NE(daemon.err().find("expires " + rfc3339(expires)), std::string::npos) << daemon.err();
+
+  std::this_thread::sleep_until(expires);
+  EXPECT_TRUE(lab_->probe_until(false, addr::kAcme, addr::kServer, "tcp/3389", expires + 1s))
+      << "still open more than 1 s after the policy expired";
+  std::this_thread::sleep_for(500ms);
+  EXPECT_NE(daemon.err().find("has expired"), std::string::npos) << daemon.err();
+  EXPECT_NE(list_table("drawbridge").find("drawbridge:policy-expired:link/rdp"), std::string::npos);
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22")) << "guard gone at expiry";
 }
 
 // --- the daemon ---------------------------------------------------------------------------------
