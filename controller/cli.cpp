@@ -14,6 +14,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "common/command_line.h"
 #include "common/signing.h"
 #include "common/trust.h"
 #include "controller/verdict.h"
@@ -22,7 +23,7 @@ namespace drawbridge {
 
 namespace {
 
-constexpr int kOk = 0, kFailed = 1, kUsage = 2;
+constexpr int kOk = kExitOk, kFailed = kExitFailed, kUsage = kExitUsage;
 constexpr std::string_view kBundlePrefix = "drawbridge-bundle 1\n";
 // A bundle is the policy plus a header of at most kMaxSignatures short lines.
 constexpr std::size_t kMaxBundleBytes = kMaxPolicyBytes + 64 * 1024;
@@ -204,17 +205,7 @@ int run_controller_cli(int argc, char** argv) {
   verify->add_option("BUNDLE", input, "Bundle file")->required();
   verify->add_option("--trust", trust_path, "Trust file (TOML; see docs/signing.md)")->required();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e) == 0 ? kOk : kUsage;
-  } catch (const CLI::CallForVersion& e) {
-    app.exit(e);
-    return kOk;
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kUsage;
-  }
+  if (auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
 
   if (auto ok = init_sodium(); !ok) return fail(ok.error().str());
   if (*keygen) return cmd_keygen(out);

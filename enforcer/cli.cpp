@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "common/command_line.h"
 #include "enforcer/bundle_acceptance.h"
 #include "enforcer/daemon.h"
 #include "enforcer/enforcer_config.h"
@@ -25,7 +26,7 @@ namespace drawbridge {
 
 namespace {
 
-constexpr int kOk = 0, kFailed = 1, kUsage = 2;
+constexpr int kOk = kExitOk, kFailed = kExitFailed, kUsage = kExitUsage;
 
 // Settings that come from defaults, then the config file, then command-line flags.
 struct Settings {
@@ -383,17 +384,7 @@ int run_cli(int argc, char** argv) {
   auto* flush = app.add_subcommand("flush", "Remove drawbridge's table (and nothing else)");
   settings.add_kernel_flags(flush, false);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e) == 0 ? kOk : kUsage;
-  } catch (const CLI::CallForVersion& e) {
-    app.exit(e);
-    return kOk;
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kUsage;
-  }
+  if (auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
 
   if (*check) return cmd_check(policy_path, at);
   if (*expl) return cmd_explain(policy_path, from, to, port, at);
