@@ -143,14 +143,6 @@ Result<TrustedSigners> check_signatures(const Bundle& bundle, const TrustConfig&
   return out;
 }
 
-std::optional<std::string> ceiling_objection(const TrustedSigners& signers,
-                                             const TrustConfig& trust) {
-  if (!signers.customers.empty() || !trust.ceiling) return std::nullopt;
-  return "signed by provider keys only and the trust file names a ceiling (" + *trust.ceiling +
-         "): the enforcer accepts it only if it fits inside the ceiling, which `verify` cannot "
-         "check yet; a customer signature lifts the limit";
-}
-
 Result<TrustConfig> load_trust(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return make_error("cannot read trust file " + path);

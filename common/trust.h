@@ -43,10 +43,4 @@ struct TrustedSigners {
 [[nodiscard]] Result<TrustedSigners> check_signatures(const Bundle& bundle,
                                                       const TrustConfig& trust);
 
-// For `verify`, which cannot check containment yet (the enforcer does, enforcer/ceiling.h): a
-// bundle signed by provider keys only while a ceiling is configured is reported as not
-// acceptable as far as the controller can tell. nullopt = no objection.
-[[nodiscard]] std::optional<std::string> ceiling_objection(const TrustedSigners& signers,
-                                                           const TrustConfig& trust);
-
 }  // namespace drawbridge

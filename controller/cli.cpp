@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "common/command_line.h"
+#include "common/policy_parser.h"
 #include "common/signing.h"
 #include "common/trust.h"
 #include "controller/verdict.h"
@@ -158,7 +159,18 @@ int cmd_verify(const std::string& path, const std::string& trust_path) {
     return kFailed;
   }
 
-  const auto v = evaluate(*bundle, *trust, std::chrono::system_clock::now());
+  std::optional<Policy> ceiling;
+  if (trust->ceiling) {
+    auto parsed = parse_policy_file(*trust->ceiling);
+    if (parsed.ok()) {
+      ceiling = std::move(parsed.policy);
+    } else {
+      std::cout << "ceiling " << *trust->ceiling << " is invalid:\n"
+                << parsed.diagnostics.str() << "\n";
+    }
+  }
+  const auto v =
+      evaluate(*bundle, *trust, ceiling ? &*ceiling : nullptr, std::chrono::system_clock::now());
   for (const auto& s : v.signers) {
     std::cout << "signature " << s.key.id() << " " << s.key.str() << " " << role_name(s.role) << " "
               << (s.valid ? "valid" : "INVALID") << "\n";

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 
+#include "common/ceiling.h"
+#include "common/policy_parser.h"
+
 namespace drawbridge {
 
 namespace {
@@ -58,7 +61,7 @@ std::string read_policy_fields(const std::string& policy, Verdict& v,
 
 }  // namespace
 
-Verdict evaluate(const Bundle& bundle, const TrustConfig& trust,
+Verdict evaluate(const Bundle& bundle, const TrustConfig& trust, const Policy* ceiling,
                  std::chrono::system_clock::time_point now) {
   Verdict v;
   const auto valid = bundle.valid_signers();
@@ -85,7 +88,24 @@ Verdict evaluate(const Bundle& bundle, const TrustConfig& trust,
                   *trust.site + "\"");
   }
   if (v.expires && expires_at <= now) return refuse("the policy expired at " + *v.expires);
-  if (auto objection = ceiling_objection(*signers, trust)) return refuse(*objection);
+  // The same validation and ceiling check the enforcer applies.
+  auto parsed = parse_policy_text(bundle.policy, "bundle");
+  if (!parsed.ok()) return refuse("the policy is invalid:\n" + parsed.diagnostics.str());
+  if (signers->customers.empty() && trust.ceiling) {
+    if (ceiling == nullptr) {
+      return refuse("signed by provider keys only, and the ceiling " + *trust.ceiling +
+                    " could not be loaded");
+    }
+    const auto violations = exceeds_ceiling(
+        *parsed.policy, *ceiling, std::chrono::time_point_cast<std::chrono::milliseconds>(now));
+    if (!violations.empty()) {
+      std::string why =
+          "signed by provider keys only and it exceeds the customer's ceiling (a customer "
+          "signature would allow it):";
+      for (const auto& violation : violations) why += "\n  " + violation.what;
+      return refuse(why);
+    }
+  }
   v.accept = true;
   return v;
 }

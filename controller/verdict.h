@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/policy_model.h"
 #include "common/signing.h"
 #include "common/trust.h"
 
@@ -32,7 +33,9 @@ struct Verdict {
   std::optional<std::string> expires;  // as written in the policy
 };
 
+// `ceiling` is the trust file's ceiling when it names one and it could be loaded (nullptr
+// otherwise: then a provider-only bundle is refused, as the enforcer would).
 [[nodiscard]] Verdict evaluate(const Bundle& bundle, const TrustConfig& trust,
-                               std::chrono::system_clock::time_point now);
+                               const Policy* ceiling, std::chrono::system_clock::time_point now);
 
 }  // namespace drawbridge

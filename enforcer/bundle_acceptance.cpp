@@ -6,10 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "enforcer/ceiling.h"
-#include "enforcer/policy_parser.h"
+#include "common/ceiling.h"
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 #include "enforcer/state_store.h"
-#include "enforcer/window_schedule.h"
 
 namespace drawbridge {
 

@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "common/policy_model.h"
 #include "common/result.h"
 #include "common/signing.h"
 #include "common/trust.h"
-#include "enforcer/policy_model.h"
 
 namespace drawbridge {
 

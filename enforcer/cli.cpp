@@ -11,16 +11,16 @@
 #include <sstream>
 
 #include "common/command_line.h"
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 #include "enforcer/bundle_acceptance.h"
 #include "enforcer/daemon.h"
 #include "enforcer/enforcer_config.h"
 #include "enforcer/explain.h"
 #include "enforcer/kernel_state.h"
 #include "enforcer/nft_render.h"
-#include "enforcer/policy_parser.h"
 #include "enforcer/state_store.h"
 #include "enforcer/status_report.h"
-#include "enforcer/window_schedule.h"
 
 namespace drawbridge {
 

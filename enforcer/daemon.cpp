@@ -12,11 +12,11 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 #include "enforcer/bundle_acceptance.h"
 #include "enforcer/kernel_state.h"
-#include "enforcer/policy_parser.h"
 #include "enforcer/state_store.h"
-#include "enforcer/window_schedule.h"
 
 namespace drawbridge {
 

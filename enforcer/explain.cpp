@@ -1,6 +1,6 @@
 #include "enforcer/explain.h"
 
-#include "enforcer/window_schedule.h"
+#include "common/window_schedule.h"
 
 namespace drawbridge {
 

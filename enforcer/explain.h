@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "enforcer/policy_model.h"
+#include "common/policy_model.h"
 #include "enforcer/ruleset_plan.h"
 
 namespace drawbridge {

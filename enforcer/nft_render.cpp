@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "enforcer/window_schedule.h"
+#include "common/window_schedule.h"
 
 namespace drawbridge {
 

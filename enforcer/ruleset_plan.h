@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "common/net_types.h"
-#include "enforcer/policy_model.h"
+#include "common/policy_model.h"
 
 namespace drawbridge {
 

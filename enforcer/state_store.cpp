@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "enforcer/window_schedule.h"
+#include "common/window_schedule.h"
 
 namespace drawbridge {
 

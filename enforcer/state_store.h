@@ -5,8 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "common/policy_model.h"
 #include "common/result.h"
-#include "enforcer/policy_model.h"
 
 namespace drawbridge {
 

@@ -7,8 +7,8 @@
 #include <regex>
 #include <sstream>
 
+#include "common/window_schedule.h"
 #include "enforcer/nft_render.h"
-#include "enforcer/window_schedule.h"
 
 namespace drawbridge {
 

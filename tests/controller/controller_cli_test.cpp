@@ -179,14 +179,25 @@ TEST_F(ControllerCliTest, ExpiredIsRefused) {
   EXPECT_TRUE(contains(r.out, "refuse: the policy expired at 2020-01-01T00:00:00Z")) << r.out;
 }
 
-TEST_F(ControllerCliTest, ProviderOnlyWithCeilingIsNotImplementedYet) {
+// verify applies the enforcer's ceiling check to provider-only bundles.
+TEST_F(ControllerCliTest, ProviderOnlyBundlesAreCheckedAgainstTheCeiling) {
   setup_site("ceiling = \"ceiling.toml\"\n");
   ASSERT_EQ(controller("sign policy.toml --key provider").code, 0);
-  const auto r = controller("verify policy.bundle --trust trust.toml");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_TRUE(
-      contains(r.out, "refuse: signed by provider keys only and the trust file names a ceiling"))
-      << r.out;
+  const auto missing = controller("verify policy.bundle --trust trust.toml");
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_TRUE(contains(missing.out, "could not be loaded")) << missing.out;
+
+  write("ceiling.toml", policy());
+  const auto fits = controller("verify policy.bundle --trust trust.toml");
+  EXPECT_EQ(fits.code, 0) << fits.out;
+
+  write("wider.toml", policy() + "[providers.acme]\naddresses = [\"203.0.113.0/28\"]\n");
+  ASSERT_EQ(controller("sign wider.toml --key provider").code, 0);
+  const auto wider = controller("verify wider.bundle --trust trust.toml");
+  EXPECT_EQ(wider.code, 1);
+  EXPECT_TRUE(contains(wider.out, "exceeds the customer's ceiling")) << wider.out;
+  ASSERT_EQ(controller("sign wider.bundle --key customer").code, 0);
+  EXPECT_EQ(controller("verify wider.bundle --trust trust.toml").code, 0) << "co-signed";
 }
 
 TEST_F(ControllerCliTest, KeyReadableByOthersIsRefused) {

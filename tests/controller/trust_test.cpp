@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/policy_parser.h"
 #include "controller/verdict.h"
 
 namespace drawbridge {
@@ -96,7 +97,7 @@ TEST_F(TrustTest, MissingFileIsAnError) {
 // ---- verdict
 
 TEST_F(TrustTest, AcceptsProviderSignedForItsSite) {
-  const auto v = evaluate(bundle(policy(), {&provider_}), trust(), now_);
+  const auto v = evaluate(bundle(policy(), {&provider_}), trust(), nullptr, now_);
   EXPECT_TRUE(v.accept) << v.reason;
   ASSERT_EQ(v.signers.size(), 1u);
   EXPECT_EQ(v.signers[0].role, KeyRole::provider);
@@ -110,7 +111,7 @@ TEST_F(TrustTest, RefusesWhenAnySignatureIsInvalidAndNamesTheKey) {
   auto b = bundle(policy(), {&provider_, &customer_});
   b.policy[10] ^= 1;
   b.signatures[0].signature = provider_.sign(std::string(kSignatureDomain) + b.policy);
-  const auto v = evaluate(b, trust(), now_);
+  const auto v = evaluate(b, trust(), nullptr, now_);
   EXPECT_FALSE(v.accept);
   EXPECT_TRUE(v.signers[0].valid);
   EXPECT_FALSE(v.signers[1].valid);
@@ -119,58 +120,69 @@ TEST_F(TrustTest, RefusesWhenAnySignatureIsInvalidAndNamesTheKey) {
 }
 
 TEST_F(TrustTest, RefusesWithoutATrustedSigner) {
-  const auto v = evaluate(bundle(policy(), {&stranger_}), trust(), now_);
+  const auto v = evaluate(bundle(policy(), {&stranger_}), trust(), nullptr, now_);
   EXPECT_FALSE(v.accept);
   EXPECT_EQ(v.signers[0].role, KeyRole::unknown);
   EXPECT_EQ(v.reason, "no valid signature is from a trusted key");
 }
 
 TEST_F(TrustTest, RefusesAnotherSitesPolicy) {
-  const auto v = evaluate(bundle(policy("dental4"), {&provider_}), trust(), now_);
+  const auto v = evaluate(bundle(policy("dental4"), {&provider_}), trust(), nullptr, now_);
   EXPECT_FALSE(v.accept);
   EXPECT_NE(v.reason.find("\"dental4\""), std::string::npos) << v.reason;
   EXPECT_NE(v.reason.find("\"dental3\""), std::string::npos) << v.reason;
 }
 
 TEST_F(TrustTest, RefusesAnExpiredPolicy) {
-  const auto v =
-      evaluate(bundle(policy("dental3", "2026-06-01T12:00:00+02:00"), {&provider_}), trust(), now_);
+  const auto v = evaluate(bundle(policy("dental3", "2026-06-01T12:00:00+02:00"), {&provider_}),
+                          trust(), nullptr, now_);
   EXPECT_FALSE(v.accept);
   EXPECT_NE(v.reason.find("expired"), std::string::npos) << v.reason;
   // The offset counts: 2027-01-01T00:30:00+01:00 is 23:30 UTC on Dec 31, already past.
-  const auto offset =
-      evaluate(bundle(policy("dental3", "2027-01-01T00:30:00+01:00"), {&provider_}), trust(), now_);
+  const auto offset = evaluate(bundle(policy("dental3", "2027-01-01T00:30:00+01:00"), {&provider_}),
+                               trust(), nullptr, now_);
   EXPECT_FALSE(offset.accept);
-  const auto local =
-      evaluate(bundle(policy("dental3", "2030-01-01T00:00:00"), {&provider_}), trust(), now_);
+  const auto local = evaluate(bundle(policy("dental3", "2030-01-01T00:00:00"), {&provider_}),
+                              trust(), nullptr, now_);
   EXPECT_FALSE(local.accept);
   EXPECT_NE(local.reason.find("UTC offset"), std::string::npos) << local.reason;
 }
 
 TEST_F(TrustTest, RefusesSignedGarbage) {
-  const auto v = evaluate(bundle("site = [", {&provider_}), trust(), now_);
+  const auto v = evaluate(bundle("site = [", {&provider_}), trust(), nullptr, now_);
   EXPECT_FALSE(v.accept);
   EXPECT_NE(v.reason.find("not valid TOML"), std::string::npos) << v.reason;
-  const auto no_serial = evaluate(bundle("site = \"dental3\"\n", {&provider_}), trust(), now_);
+  const auto no_serial =
+      evaluate(bundle("site = \"dental3\"\n", {&provider_}), trust(), nullptr, now_);
   EXPECT_FALSE(no_serial.accept);
   EXPECT_NE(no_serial.reason.find("serial"), std::string::npos) << no_serial.reason;
 }
 
-TEST_F(TrustTest, ProviderOnlyWithCeilingIsRefusedHonestly) {
+TEST_F(TrustTest, ProviderOnlyBundlesAreCheckedAgainstTheCeiling) {
   const auto t = trust("ceiling = \"ceiling.toml\"\n");
-  const auto v = evaluate(bundle(policy(), {&provider_}), t, now_);
+  auto ceiling_policy = parse_policy_text(policy(), "ceiling.toml");
+  ASSERT_TRUE(ceiling_policy.ok()) << ceiling_policy.diagnostics.str();
+  const Policy& ceiling = *ceiling_policy.policy;
+  EXPECT_TRUE(evaluate(bundle(policy(), {&provider_}), t, &ceiling, now_).accept) << "fits";
+
+  // A provider the ceiling does not know about exceeds it.
+  const std::string wider = policy() + "[providers.acme]\naddresses = [\"203.0.113.0/28\"]\n";
+  const auto v = evaluate(bundle(wider, {&provider_}), t, &ceiling, now_);
   EXPECT_FALSE(v.accept);
-  EXPECT_EQ(v.reason.find("signed by provider keys only and the trust file names a ceiling"), 0u)
-      << v.reason;
+  EXPECT_NE(v.reason.find("exceeds the customer's ceiling"), std::string::npos) << v.reason;
+  EXPECT_NE(v.reason.find("acme"), std::string::npos) << v.reason;
   // A customer co-signature may go beyond the ceiling.
-  const auto cosigned = evaluate(bundle(policy(), {&provider_, &customer_}), t, now_);
-  EXPECT_TRUE(cosigned.accept) << cosigned.reason;
+  EXPECT_TRUE(evaluate(bundle(wider, {&provider_, &customer_}), t, &ceiling, now_).accept);
+  // A ceiling that could not be loaded refuses provider-only bundles, as the enforcer does.
+  const auto unloaded = evaluate(bundle(policy(), {&provider_}), t, nullptr, now_);
+  EXPECT_FALSE(unloaded.accept);
+  EXPECT_NE(unloaded.reason.find("could not be loaded"), std::string::npos) << unloaded.reason;
 }
 
 TEST_F(TrustTest, SiteIsOptionalInTheTrustFile) {
   auto t = trust();
   t.site.reset();
-  EXPECT_TRUE(evaluate(bundle(policy("anywhere"), {&customer_}), t, now_).accept);
+  EXPECT_TRUE(evaluate(bundle(policy("anywhere"), {&customer_}), t, nullptr, now_).accept);
 }
 
 }  // namespace

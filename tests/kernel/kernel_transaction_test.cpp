@@ -7,9 +7,9 @@
 
 #include <thread>
 
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 #include "enforcer/kernel_state.h"
-#include "enforcer/policy_parser.h"
-#include "enforcer/window_schedule.h"
 
 namespace drawbridge {
 namespace {

@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "enforcer/policy_parser.h"
-#include "enforcer/window_schedule.h"
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 
 namespace drawbridge {
 namespace {

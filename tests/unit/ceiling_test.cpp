@@ -1,15 +1,15 @@
 // Ceiling containment (the customer's veto), one dimension at a time, with policies parsed from
 // inline TOML. Weekdays checked with `date -u -d`: 2026-11-23 and 2026-10-26 are Mondays; US DST
 // ends 2026-11-01 (America/Chicago goes from UTC-5 to UTC-6).
-#include "enforcer/ceiling.h"
+#include "common/ceiling.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "enforcer/policy_parser.h"
-#include "enforcer/window_schedule.h"
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 
 namespace drawbridge {
 namespace {

@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "enforcer/policy_parser.h"
+#include "common/policy_parser.h"
 #include "enforcer/ruleset_plan.h"
 
 namespace drawbridge {

@@ -1,7 +1,7 @@
 // Interval arithmetic behind every nftables interval set: the union of address and port ranges,
 // and the splitting of overlapping (address × port) boxes into the disjoint elements the kernel
 // accepts. Expected outputs are worked out by hand and asserted exactly (order included).
-#include "enforcer/interval_union.h"
+#include "common/interval_union.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "enforcer/policy_model.h"  // Instant, the value the compiler combines
+#include "common/policy_model.h"  // Instant, the value the compiler combines
 
 namespace drawbridge {
 namespace {

@@ -41,10 +41,10 @@
 #include <string>
 #include <vector>
 
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 #include "enforcer/nft_render.h"
-#include "enforcer/policy_parser.h"
 #include "enforcer/ruleset_plan.h"
-#include "enforcer/window_schedule.h"
 
 namespace drawbridge {
 namespace {

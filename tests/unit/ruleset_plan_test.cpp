@@ -15,10 +15,10 @@
 #include <string_view>
 #include <vector>
 
+#include "common/policy_parser.h"
+#include "common/window_schedule.h"
 #include "enforcer/enforcer_config.h"
 #include "enforcer/nft_render.h"
-#include "enforcer/policy_parser.h"
-#include "enforcer/window_schedule.h"
 
 namespace drawbridge {
 namespace {

@@ -1,6 +1,6 @@
 // Window arithmetic against instants worked out by hand (UTC offsets and DST transitions checked
 // with `zdump -v America/Chicago Europe/Berlin`, weekdays with `date -u -d`).
-#include "enforcer/window_schedule.h"
+#include "common/window_schedule.h"
 
 #include <date/date.h>
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // Window arithmetic. Recurring windows are expanded into exact UTC occurrences day by day in the
 // policy's zone (Howard Hinnant's date library over the OS tzdb); everything else is interval
 // merging. Nothing here reads the clock or logs.
-#include "enforcer/window_schedule.h"
+#include "common/window_schedule.h"
 
 #include <date/date.h>
 #include <date/tz.h>

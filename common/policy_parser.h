@@ -6,8 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/policy_model.h"
 #include "common/result.h"
-#include "enforcer/policy_model.h"
 
 namespace drawbridge {
 

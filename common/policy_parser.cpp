@@ -1,4 +1,4 @@
-#include "enforcer/policy_parser.h"
+#include "common/policy_parser.h"
 
 #include <date/tz.h>
 #include <toml++/toml.h>

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "enforcer/policy_model.h"
+#include "common/policy_model.h"
 
 namespace drawbridge {
 

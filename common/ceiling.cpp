@@ -1,14 +1,14 @@
 // Ceiling containment, by exact interval arithmetic: address and port ranges are merged and
 // compared as ranges, time is compared as sorted, merged UTC intervals. Nothing is sampled.
-#include "enforcer/ceiling.h"
+#include "common/ceiling.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string_view>
 
-#include "enforcer/interval_union.h"
-#include "enforcer/window_schedule.h"
+#include "common/interval_union.h"
+#include "common/window_schedule.h"
 
 namespace drawbridge {
 namespace {
