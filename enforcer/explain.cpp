@@ -83,7 +83,7 @@ std::string describe_until(Instant until) {
   return until == Instant::max() ? "with no end" : "until " + format_instant(until);
 }
 
-const Link* link_of_chain(const Policy& policy, const RulesetPlan& plan, const std::string& chain) {
+const Link* link_of_chain(const Policy& policy, const std::string& chain) {
   // Chains are named l<index>_<name>_<kind>; the index is 1-based into policy.links.
   if (chain.size() < 2 || chain[0] != 'l') return nullptr;
   const auto us = chain.find('_');
@@ -92,7 +92,6 @@ const Link* link_of_chain(const Policy& policy, const RulesetPlan& plan, const s
     if (idx >= 1 && idx <= policy.links.size()) return &policy.links[idx - 1];
   } catch (const std::exception&) {
   }
-  (void)plan;
   return nullptr;
 }
 
@@ -131,7 +130,7 @@ Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connect
   Explanation ex;
   if (!outcome || outcome->verdict == Verdict::Kind::accept) {
     ex.allowed = true;
-    const Link* link = outcome ? link_of_chain(policy, plan, outcome->chain) : nullptr;
+    const Link* link = outcome ? link_of_chain(policy, outcome->chain) : nullptr;
     if (!link) {
       ex.text = "allow: " + what + " at " + format_instant(at) +
                 "\n  not provider traffic and not to a linked or guarded service: drawbridge does "
@@ -166,7 +165,7 @@ Explanation explain(const Policy& policy, const RulesetPlan& plan, const Connect
   const std::string subject = prefix.substr(b + 1);
   ex.text = "deny: " + what + " at " + format_instant(at) + "\n  reason: " + reason + " (" +
             subject + "), logged to NFLOG group " + std::to_string(plan.log_group) + "\n";
-  const Link* link = link_of_chain(policy, plan, outcome->chain);
+  const Link* link = link_of_chain(policy, outcome->chain);
   if (reason == "outside-window" && link) {
     ex.text += "  link " + link->name + " is closed now";
     const Address& host = link->direction == Direction::inbound ? c.to : c.from;

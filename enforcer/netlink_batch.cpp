@@ -437,7 +437,6 @@ void NftBatch::element_messages(std::uint16_t type, std::uint16_t flags, const s
   const auto id = set_id(set.name);
   std::size_t next = 0;
   while (next < kernel.size()) {
-    const std::size_t first = next;
     append(
         [&](char* b) {
           SetPtr s(nftnl_set_alloc());
@@ -457,7 +456,6 @@ void NftBatch::element_messages(std::uint16_t type, std::uint16_t flags, const s
           mnl_attr_nest_end(nlh, list);
         },
         std::string(adding ? "adding" : "deleting") + " elements of set " + set.name);
-    (void)first;
   }
 }
 
