@@ -20,6 +20,11 @@
 
 namespace drawbridge {
 
+std::string PolicyDiagnostics::rejection(std::string_view source) const {
+  return str() + "\n" + std::string(source) + ": rejected (" + std::to_string(errors.size()) +
+         (errors.size() == 1 ? " error" : " errors") + "); nothing was applied";
+}
+
 std::string PolicyDiagnostics::str() const {
   std::string out;
   for (const auto& e : errors) {

@@ -15,6 +15,8 @@ struct PolicyDiagnostics {
   std::vector<Error> errors;
   // One line per error, "file:line:col: message".
   [[nodiscard]] std::string str() const;
+  // str(), then "<source>: rejected (N errors); nothing was applied".
+  [[nodiscard]] std::string rejection(std::string_view source) const;
 };
 
 // Either a validated policy or all the errors found.

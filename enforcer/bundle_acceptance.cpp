@@ -108,10 +108,7 @@ Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::
   if (!looks_like_bundle(*bytes)) {
     auto parsed = parse_policy_text(*bytes, source);
     if (!parsed.ok()) {
-      return make_error(parsed.diagnostics.str() + "\n" + source + ": rejected (" +
-                        std::to_string(parsed.diagnostics.errors.size()) +
-                        (parsed.diagnostics.errors.size() == 1 ? " error" : " errors") +
-                        "); nothing was applied");
+      return make_error(parsed.diagnostics.rejection(source));
     }
     out.policy = std::move(*parsed.policy);
     return out;

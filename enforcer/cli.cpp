@@ -77,10 +77,7 @@ CompileOptions compile_options(const EnforcerConfig& c,
 std::optional<Policy> load_policy_or_report(const std::string& path) {
   auto parsed = parse_policy_file(path);
   if (!parsed.ok()) {
-    std::cerr << parsed.diagnostics.str() << "\n"
-              << path << ": rejected (" << parsed.diagnostics.errors.size()
-              << (parsed.diagnostics.errors.size() == 1 ? " error" : " errors")
-              << "); nothing was applied\n";
+    std::cerr << parsed.diagnostics.rejection(path) << "\n";
     return std::nullopt;
   }
   return std::move(parsed.policy);

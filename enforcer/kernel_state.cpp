@@ -132,23 +132,11 @@ namespace {
 // Open elements as the kernel holds them, in the plan's terms; nullopt if they do not decode.
 std::optional<std::vector<SetElement>> decode_open(const SetPlan& set,
                                                    const std::vector<KernelElement>& kernel) {
-  const std::size_t alen = set.family == Family::v4 ? 4 : 16;
   std::vector<SetElement> out;
   for (const auto& k : kernel) {
-    if (k.key.size() != alen + 8 || k.key_end.size() != alen + 8) return std::nullopt;
-    SetElement e;
-    Address first, last;
-    first.family = last.family = set.family;
-    std::copy_n(k.key.begin(), alen, first.bytes.begin());
-    std::copy_n(k.key_end.begin(), alen, last.bytes.begin());
-    e.address = AddressRange{first, last};
-    const auto port = [&](const std::vector<std::uint8_t>& b) {
-      return static_cast<std::uint16_t>((b[alen + 4] << 8) | b[alen + 5]);
-    };
-    e.service = PortRange{static_cast<Protocol>(k.key[alen]), port(k.key), port(k.key_end)};
-    e.verdict = Verdict{Verdict::Kind::go_to, k.chain};
-    if (k.timeout) e.timeout = k.expires.value_or(std::chrono::milliseconds(0));
-    out.push_back(std::move(e));
+    auto e = decode_address_service(k, set.family);
+    if (!e) return std::nullopt;
+    out.push_back(std::move(*e));
   }
   return out;
 }

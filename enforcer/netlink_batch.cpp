@@ -270,6 +270,24 @@ void load_key(nftnl_rule* r, const RulePlan& rule) {
 
 }  // namespace
 
+std::optional<SetElement> decode_address_service(const KernelElement& k, Family family) {
+  const std::size_t alen = family == Family::v4 ? 4 : 16;
+  if (k.key.size() != alen + 8 || k.key_end.size() != alen + 8) return std::nullopt;
+  Address first, last;
+  first.family = last.family = family;
+  std::copy_n(k.key.begin(), alen, first.bytes.begin());
+  std::copy_n(k.key_end.begin(), alen, last.bytes.begin());
+  const auto port = [&](const std::vector<std::uint8_t>& b) {
+    return static_cast<std::uint16_t>((b[alen + 4] << 8) | b[alen + 5]);
+  };
+  SetElement e;
+  e.address = AddressRange{first, last};
+  e.service = PortRange{static_cast<Protocol>(k.key[alen]), port(k.key), port(k.key_end)};
+  if (!k.chain.empty()) e.verdict = Verdict{Verdict::Kind::go_to, k.chain};
+  if (k.timeout) e.timeout = k.expires.value_or(std::chrono::milliseconds(0));
+  return e;
+}
+
 NftBatch::NftBatch() = default;
 
 std::uint32_t NftBatch::set_id(const std::string& name) {

@@ -84,6 +84,10 @@ struct KernelElement {
   bool interval_end = false;
 };
 
+// An element of an address . inet_proto . inet_service map as the plan describes it (the
+// inverse of how NftBatch encodes it); nullopt when the key does not have that shape.
+std::optional<SetElement> decode_address_service(const KernelElement& element, Family family);
+
 struct KernelRule {
   std::string chain;
   std::string comment;

@@ -33,13 +33,6 @@ std::string ends_with_kind(const std::string& chain) {
   return {};
 }
 
-Address address_from(const std::vector<std::uint8_t>& key, Family f) {
-  Address a;
-  a.family = f;
-  std::copy_n(key.begin(), a.size(), a.bytes.begin());
-  return a;
-}
-
 }  // namespace
 
 Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
@@ -123,18 +116,12 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
     const Family f = m[2] == "4" ? Family::v4 : Family::v6;
     auto elements = sock.read_elements(table, set);
     if (!elements.ok()) return elements.error();
-    const std::size_t alen = f == Family::v4 ? 4 : 16;
     for (const auto& e : *elements) {
-      if (e.key.size() < alen + 8 || e.key_end.size() < alen + 8) continue;
-      const AddressRange hosts{address_from(e.key, f), address_from(e.key_end, f)};
-      const auto proto = static_cast<Protocol>(e.key[alen]);
-      const auto port = [&](const std::vector<std::uint8_t>& k) {
-        return static_cast<std::uint16_t>((k[alen + 4] << 8) | k[alen + 5]);
-      };
-      const PortRange svc{proto, port(e.key), port(e.key_end)};
+      const auto decoded = decode_address_service(e, f);
+      if (!decoded) continue;
       const auto it = chain_link.find(e.chain);
-      r.open.push_back(OpenElement{it != chain_link.end() ? it->second : e.chain, hosts.str(),
-                                   svc.str(), e.expires});
+      r.open.push_back(OpenElement{it != chain_link.end() ? it->second : e.chain,
+                                   decoded->address->str(), decoded->service->str(), e.expires});
     }
   }
   return r;
