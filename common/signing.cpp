@@ -198,6 +198,7 @@ SecretKey SecretKey::generate() {
 }
 
 Result<SecretKey> SecretKey::load(const std::string& path) {
+  require_sodium();
   Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.ok()) return make_error("cannot open secret key " + path + ": " + errno_text());
   struct stat st {};

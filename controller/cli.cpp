@@ -12,12 +12,15 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "common/command_line.h"
+#include "common/curve_keys.h"
 #include "common/policy_parser.h"
 #include "common/signing.h"
 #include "common/trust.h"
+#include "controller/fleet_commands.h"
 #include "controller/verdict.h"
 
 namespace drawbridge {
@@ -87,13 +90,37 @@ std::string signer_list(const Bundle& b) {
   return out;
 }
 
-int cmd_keygen(const std::string& out) {
+int cmd_keygen(const std::string& out, bool curve) {
+  const std::string curve_out = out + ".curve";
+  if (curve) {
+    // All four files or none: refuse before writing the first if any of them exists.
+    for (const auto& p : {out, out + ".pub", curve_out, curve_out + ".pub"}) {
+      std::error_code ec;
+      if (std::filesystem::exists(std::filesystem::symlink_status(p, ec))) {
+        return fail(p + " already exists; refusing to overwrite it");
+      }
+    }
+  }
   const auto key = SecretKey::generate();
   if (auto saved = key.save(out); !saved) return fail(saved.error().str());
+  std::optional<CurveSecretKey> curve_key;
+  if (curve) {
+    curve_key = CurveSecretKey::generate();
+    if (auto saved = curve_key->save(curve_out); !saved) {
+      ::unlink(out.c_str());  // created by us just now (never overwritten): no half pair left
+      ::unlink((out + ".pub").c_str());
+      return fail(saved.error().str());
+    }
+  }
   const auto pub = key.public_key();
   std::cout << "public key: " << pub.str() << "\n"
             << "key id:     " << pub.id() << "\n"
             << "secret key written to " << out << " (mode 0600), public key to " << out << ".pub\n";
+  if (curve_key) {
+    std::cout << "curve key:  " << curve_key->public_key().str() << "\n"
+              << "CURVE secret key written to " << curve_out << " (mode 0600), public key to "
+              << curve_out << ".pub\n";
+  }
   return kOk;
 }
 
@@ -201,9 +228,16 @@ int run_controller_cli(int argc, char** argv) {
 
   std::string out, input, key_path, trust_path;
 
+  bool curve = false;
   auto* keygen = app.add_subcommand(
-      "keygen", "Create an Ed25519 signing key pair: NAME (secret, mode 0600) and NAME.pub");
+      "keygen",
+      "Create an Ed25519 signing key pair: NAME (secret, mode 0600) and NAME.pub; with --curve "
+      "also a CURVE pair for the control channel: NAME.curve (secret, mode 0600) and "
+      "NAME.curve.pub");
   keygen->add_option("--out", out, "Secret key file to create (never overwritten)")->required();
+  keygen->add_flag("--curve", curve,
+                   "Also create a CURVE key pair, which authenticates the ZeroMQ channel between "
+                   "controller and enforcers (it never authorises a policy: signatures do)");
 
   auto* sign = app.add_subcommand(
       "sign", "Sign a policy into a bundle, or add a signature to an existing bundle (co-sign)");
@@ -217,10 +251,40 @@ int run_controller_cli(int argc, char** argv) {
   verify->add_option("BUNDLE", input, "Bundle file")->required();
   verify->add_option("--trust", trust_path, "Trust file (TOML; see docs/signing.md)")->required();
 
+  std::string config_path = "/etc/drawbridge/controller.toml";
+  bool force = false, json = false;
+  auto* serve = app.add_subcommand(
+      "serve",
+      "Run the controller: accept enforcers (CURVE keys from the config only), push them the "
+      "newest bundle of their site, record their acknowledgements in the fleet database");
+  serve
+      ->add_option("--config", config_path,
+                   "Controller config file (TOML; see "
+                   "docs/configuration.md)")
+      ->capture_default_str();
+  auto* publish = app.add_subcommand(
+      "publish", "Hand a signed bundle to the running controller, which pushes it to its site");
+  publish->add_option("BUNDLE", input, "Bundle file (from sign)")->required();
+  publish->add_option("--config", config_path, "Controller config file (finds the admin socket)")
+      ->capture_default_str();
+  publish->add_flag("--force", force,
+                    "Publish even an older serial or an expired policy (enforcers will refuse "
+                    "it; useful to check that they do)");
+  auto* status = app.add_subcommand(
+      "status",
+      "Show the fleet: per enforcer, connected or stale, desired and applied serial, "
+      "last acknowledgement and last rejection");
+  status->add_option("--config", config_path, "Controller config file (finds the admin socket)")
+      ->capture_default_str();
+  status->add_flag("--json", json, "Print the full status as JSON");
+
   if (auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
 
   if (auto ok = init_sodium(); !ok) return fail(ok.error().str());
-  if (*keygen) return cmd_keygen(out);
+  if (*serve) return cmd_serve(config_path);
+  if (*publish) return cmd_publish(config_path, input, force);
+  if (*status) return cmd_status(config_path, json);
+  if (*keygen) return cmd_keygen(out, curve);
   if (*sign) return cmd_sign(input, key_path, out);
   if (*verify) return cmd_verify(input, trust_path);
   return kUsage;

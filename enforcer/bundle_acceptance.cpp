@@ -9,6 +9,7 @@
 #include "common/ceiling.h"
 #include "common/policy_parser.h"
 #include "common/window_schedule.h"
+#include "common/wire_protocol.h"
 #include "enforcer/state_store.h"
 
 namespace drawbridge {
@@ -113,6 +114,18 @@ Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::
     out.policy = std::move(*parsed.policy);
     return out;
   }
+  auto accepted = enforced_policy_from_bundle(*bytes, source, trust_path, state_dir, now);
+  if (accepted.ok())
+    accepted->notes.insert(accepted->notes.begin(), out.notes.begin(), out.notes.end());
+  return accepted;
+}
+
+Result<EnforcedPolicy> enforced_policy_from_bundle(const std::string& bytes,
+                                                   const std::string& source,
+                                                   const std::string& trust_path,
+                                                   const std::string& state_dir, Instant now) {
+  const AcceptedStore store(state_dir);
+  EnforcedPolicy out;
   if (trust_path.empty()) {
     return make_error(source +
                       " is a signed bundle: the config's `trust` must name the trust "
@@ -123,7 +136,7 @@ Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::
   auto last = store.last_serial();
   if (!last.ok()) return last.error();
   auto stored = store.last_bundle();
-  const bool same = stored.ok() && stored->has_value() && **stored == *bytes;
+  const bool same = stored.ok() && stored->has_value() && **stored == bytes;
   std::optional<Policy> ceiling;
   if (trust->ceiling) {
     auto parsed = parse_policy_file(*trust->ceiling);
@@ -134,7 +147,7 @@ Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::
       ceiling = std::move(parsed.policy);
     }
   }
-  auto accepted = accept_bundle(*bytes, source, *trust, ceiling ? &*ceiling : nullptr, *last, now,
+  auto accepted = accept_bundle(bytes, source, *trust, ceiling ? &*ceiling : nullptr, *last, now,
                                 same ? Freshness::already_accepted : Freshness::new_bundle);
   if (!accepted.ok()) return make_error(accepted.error().message + "\nnothing was changed");
   for (const auto& k : accepted->customer_signers)
@@ -142,7 +155,8 @@ Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::
   for (const auto& k : accepted->provider_signers)
     out.notes.push_back("signed by provider key " + k.id());
   out.policy = std::move(accepted->policy);
-  if (!same) out.bundle_to_record = *bytes;
+  if (!same) out.bundle_to_record = bytes;
+  out.bundle_hash = drawbridge::bundle_hash(bytes);
   return out;
 }
 

@@ -63,11 +63,18 @@ class AcceptedStore {
 struct EnforcedPolicy {
   Policy policy;
   std::optional<std::string> bundle_to_record;  // a newly accepted bundle, to record once applied
-  std::vector<std::string> notes;               // who signed, fallbacks: for the operator
+  std::string bundle_hash;  // of the bundle it came from (wire_protocol.h); empty for a policy file
+  std::vector<std::string> notes;  // who signed, fallbacks: for the operator
 };
 Result<EnforcedPolicy> load_enforced_policy(const std::string& path, const std::string& trust_path,
                                             const std::string& state_dir, Instant now,
                                             bool fall_back_to_stored);
+
+// The same for bundle bytes received from elsewhere (the controller), named `source` in messages.
+Result<EnforcedPolicy> enforced_policy_from_bundle(const std::string& bytes,
+                                                   const std::string& source,
+                                                   const std::string& trust_path,
+                                                   const std::string& state_dir, Instant now);
 
 // True when `bytes` start like a bundle rather than a policy.
 bool looks_like_bundle(std::string_view bytes);

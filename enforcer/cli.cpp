@@ -395,15 +395,18 @@ int run_cli(int argc, char** argv) {
   if (*status) return cmd_status(*cfg, json);
   if (*flush) return cmd_flush(*cfg);
   if (*lockdown) return cmd_lockdown(*cfg, at, release);
-  if (cfg->policy.empty()) {
+  // With a controller, the daemon needs no local policy: it starts from the bundle accepted
+  // last and takes newer ones from the controller.
+  if (cfg->policy.empty() && !(*run && cfg->controller)) {
     std::cerr << "no policy: give one (" << (*run ? "--policy FILE" : "POLICY")
-              << ") or a --config with a `policy` key\n";
+              << ") or a --config with a `policy` key" << (*run ? " or a [controller] table" : "")
+              << "\n";
     return kUsage;
   }
   if (*apply) return cmd_apply(*cfg, dry_run);
   if (*run) {
     return run_daemon(DaemonOptions{cfg->policy, compile_options(*cfg), cfg->state_dir, cfg->trust,
-                                    cfg->expiry_warning});
+                                    cfg->expiry_warning, cfg->controller});
   }
   return kUsage;
 }

@@ -1,20 +1,23 @@
 #include "enforcer/daemon.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
 #include "common/policy_parser.h"
+#include "common/trust.h"
 #include "common/window_schedule.h"
+#include "common/wire_protocol.h"
 #include "enforcer/bundle_acceptance.h"
+#include "enforcer/controller_link.h"
 #include "enforcer/kernel_state.h"
 #include "enforcer/state_store.h"
 
@@ -58,8 +61,14 @@ class Daemon {
       return 1;
     }
     writer_.emplace(std::move(*sock));
-    if (!load_policy() && !load_stored_bundle()) return 1;
-    if (!apply("start", Mode::reconcile)) return 1;
+    if (!initial_policy()) {
+      if (!opt_.controller) return 1;
+      log_->warn(
+          "no policy and no stored bundle: nothing to enforce until the controller sends the "
+          "first bundle (no table is installed until then)");
+    }
+    if (policy_ && !apply("start", Mode::reconcile)) return 1;
+    if (opt_.controller && !connect_controller()) return 1;
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -79,20 +88,36 @@ class Daemon {
 
     while (true) {
       arm(timer.get());
-      pollfd fds[3] = {{sigfd.get(), POLLIN, 0},
-                       {timer.get(), POLLIN, 0},
-                       {monitor.ok() ? monitor->fd() : -1, POLLIN, 0}};
-      if (poll(fds, 3, -1) < 0) {
-        if (errno == EINTR) continue;
-        log_->critical("poll failed: {}", std::strerror(errno));
+      // zmq_poll waits on the control channel and on plain descriptors alike. Without a
+      // monitor its slot watches the timer twice; without a controller the last slot is unused.
+      zmq_pollitem_t fds[5] = {{nullptr, sigfd.get(), ZMQ_POLLIN, 0},
+                               {nullptr, timer.get(), ZMQ_POLLIN, 0},
+                               {nullptr, monitor.ok() ? monitor->fd() : timer.get(), 0, 0},
+                               {link_ ? link_->socket_handle() : nullptr, 0, ZMQ_POLLIN, 0},
+                               {link_ ? link_->monitor_handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+      if (monitor.ok()) fds[2].events = ZMQ_POLLIN;
+      const int nfds = link_ ? 5 : 3;
+      if (zmq_poll(fds, nfds, heartbeat_timeout_ms()) < 0) {
+        if (zmq_errno() == EINTR) continue;
+        log_->critical("poll failed: {}", zmq_strerror(zmq_errno()));
         return 1;
       }
-      if (fds[0].revents & POLLIN) {
+      if (link_) {
+        if (fds[4].revents & ZMQ_POLLIN) on_link_events();
+        if (fds[3].revents & ZMQ_POLLIN) serve_controller();
+        heartbeat_if_due();
+      }
+      if (fds[0].revents & ZMQ_POLLIN) {
         signalfd_siginfo si{};
         if (read(sigfd.get(), &si, sizeof si) == sizeof si) {
           if (si.ssi_signo == SIGHUP) {
-            log_->info("SIGHUP: reloading {}", opt_.policy_path);
-            if (load_policy()) apply("reload", Mode::reconcile);
+            if (opt_.policy_path.empty()) {
+              log_->info("SIGHUP: no local policy configured; re-applying what is held");
+              if (policy_) apply("reload", Mode::reconcile);
+            } else {
+              log_->info("SIGHUP: reloading {}", opt_.policy_path);
+              if (load_policy()) apply("reload", Mode::reconcile);
+            }
           } else {
             log_->info(
                 "stopping on signal {}; table inet {} stays in place and open windows "
@@ -102,11 +127,11 @@ class Daemon {
           }
         }
       }
-      if ((fds[2].revents & POLLIN) && monitor->drain()) {
+      if ((fds[2].revents & ZMQ_POLLIN) && monitor->drain()) {
         // Let a burst of changes settle, then check.
         next_reconcile_ = std::min(next_reconcile_, now_ms() + kSettle);
       }
-      if (fds[1].revents & POLLIN) {
+      if (fds[1].revents & ZMQ_POLLIN) {
         std::uint64_t expirations = 0;
         const ssize_t n = read(timer.get(), &expirations, sizeof expirations);
         if (n < 0 && errno == ECANCELED) {
@@ -135,7 +160,23 @@ class Daemon {
     for (const auto& note : loaded->notes) log_->info("{}", note);
     policy_ = std::move(loaded->policy);
     bundle_to_record_ = std::move(loaded->bundle_to_record);
+    bundle_hash_ = loaded->bundle_hash;
+    policy_source_ = std::filesystem::exists(opt_.policy_path) ? opt_.policy_path : stored_path();
     return true;
+  }
+
+  std::string stored_path() const { return opt_.state_dir + "/accepted.bundle"; }
+
+  bool initial_policy() {
+    if (opt_.trust_path.empty()) {
+      if (opt_.controller)
+        log_->error(
+            "a controller is configured but no trust file: every bundle it sends will be refused");
+    } else if (auto trust = load_trust(opt_.trust_path); trust.ok() && trust->site) {
+      site_ = *trust->site;
+    }
+    if (!opt_.policy_path.empty() && load_policy()) return true;
+    return load_stored_bundle();
   }
 
   // When the configured policy is refused at start-up, the bundle accepted last still protects.
@@ -149,6 +190,8 @@ class Daemon {
     }
     log_->warn("enforcing the bundle accepted last ({}) until a valid policy arrives", stored);
     policy_ = std::move(loaded->policy);
+    bundle_hash_ = loaded->bundle_hash;
+    policy_source_ = stored;
     return true;
   }
 
@@ -162,8 +205,10 @@ class Daemon {
     if (!r.ok()) {
       log_->error("{}: applying serial {} failed, the kernel kept its previous state: {}", why,
                   policy_->serial, r.error().message);
+      last_apply_error_ = r.error().message;
       return false;
     }
+    ruleset_hash_ = plan_fingerprint(plan);
     log_open(plan, why);
     if (bundle_to_record_) {
       // Only once the kernel holds it does its serial become the one to beat.
@@ -173,13 +218,14 @@ class Daemon {
     }
     auto saved = save_applied(opt_.state_dir,
                               AppliedState{opt_.compile.table, policy_->site, policy_->serial,
-                                           std::filesystem::absolute(opt_.policy_path).string(),
+                                           std::filesystem::absolute(policy_source_).string(),
                                            plan.compiled_at, policy_->expires});
     if (!saved.ok()) log_->error("applied, but could not record it: {}", saved.error().message);
     return true;
   }
 
   void tick() {
+    if (!policy_) return;
     const Instant now = now_ms();
     const auto plan = compile(*policy_, now, options(now));
     if (now >= next_reconcile_) {
@@ -233,6 +279,171 @@ class Daemon {
     warn_if_expiring(plan.compiled_at);
     if (plan.expired)
       log_->warn("policy serial {} has expired: all provider access is closed", plan.serial);
+    // The controller hears of every change at once (lockdown, expiry), not at the next beat.
+    say(false);
+  }
+
+  // --- Control channel ---------------------------------------------------------------------
+  bool connect_controller() {
+    const auto& c = *opt_.controller;
+    auto link = ControllerLink::open(c);
+    if (!link.ok()) {
+      log_->critical("{}", link.error().message);
+      return false;
+    }
+    link_.emplace(std::move(*link));
+    if (c.insecure) {
+      log_->warn(
+          "INSECURE: `insecure = true` — the control channel to {} is plain TCP without CURVE: "
+          "anyone on the path can read it and pose as the controller. Bundles are still checked "
+          "by signature; use this only in a lab.",
+          c.endpoint);
+    }
+    log_->info("dialling the controller at {}{}", c.endpoint,
+               c.insecure ? "" : " (CURVE, pinned server key)");
+    say(true);
+    return true;
+  }
+
+  EnforcerState state() const {
+    EnforcerState s;
+    s.site = !site_.empty() ? site_ : policy_ ? policy_->site : "";
+    if (policy_) s.serial = policy_->serial;
+    s.bundle_hash = bundle_hash_;
+    s.ruleset_hash = ruleset_hash_;
+    s.version = DRAWBRIDGE_VERSION;
+    const Instant now = now_ms();
+    s.locked_down = lockdown_until(opt_.state_dir, now).has_value();
+    s.expired = policy_ && policy_->expires && now >= *policy_->expires;
+    return s;
+  }
+
+  // Hello on start, heartbeats after; both carry everything the controller needs to catch up.
+  void say(bool hello) {
+    if (!link_) return;
+    const auto frames = hello ? encode(HelloMessage{state()}) : encode(HeartbeatMessage{state()});
+    link_->send(frames);
+    next_heartbeat_ = now_ms() + opt_.controller->heartbeat;
+  }
+
+  void heartbeat_if_due() {
+    const Instant now = now_ms();
+    if (now >= next_heartbeat_) say(false);
+    // Silence is worth one line each way; protection does not depend on the controller.
+    const auto silent_for = now - last_heard_;
+    if (controller_heard_ && silent_for > 3 * opt_.controller->heartbeat) {
+      controller_heard_ = false;
+      log_->warn("the controller has been silent for {} s; enforcing serial {} until it is back",
+                 std::chrono::duration_cast<std::chrono::seconds>(silent_for).count(),
+                 policy_ ? std::to_string(policy_->serial) : "none");
+    }
+  }
+
+  void on_link_events() {
+    for (const auto e : link_->events()) {
+      switch (e) {
+        case ControllerLink::Event::connected:
+          link_up_ = true;
+          say(true);  // at once: a restarted controller learns what we hold without waiting
+          break;
+        case ControllerLink::Event::disconnected:
+          if (link_up_)
+            log_->info("disconnected from the controller; reconnecting in the background");
+          link_up_ = false;
+          break;
+        case ControllerLink::Event::refused_auth:
+          if (worth_logging(++refused_)) {
+            log_->error(
+                "the controller refused this enforcer's CURVE key ({} time(s)): is its public "
+                "key in the controller's config?",
+                refused_);
+          }
+          break;
+        case ControllerLink::Event::handshake_failed:
+          if (worth_logging(++handshake_failures_)) {
+            log_->error(
+                "CURVE handshake with {} failed ({} time(s)): is `server_key` the controller's "
+                "public key?",
+                opt_.controller->endpoint, handshake_failures_);
+          }
+          break;
+      }
+    }
+  }
+
+  // The first few, then every power of two: a misconfiguration must not flood the journal.
+  static bool worth_logging(std::uint64_t n) { return n <= 3 || (n & (n - 1)) == 0; }
+
+  long heartbeat_timeout_ms() const {
+    if (!link_) return -1;
+    const auto left = next_heartbeat_ - now_ms();
+    return std::max<long>(0, static_cast<long>(left.count()) + 1);
+  }
+
+  void serve_controller() {
+    for (int i = 0; i < 64; ++i) {
+      auto msg = link_->receive();
+      if (!msg) return;
+      if (!msg->ok()) {
+        ++bad_messages_;
+        if (worth_logging(bad_messages_)) {
+          log_->warn("from the controller: {} (dropped; {} bad message(s) so far)",
+                     msg->error().message, bad_messages_);
+        }
+        continue;
+      }
+      last_heard_ = now_ms();
+      if (!controller_heard_) {
+        controller_heard_ = true;
+        log_->info("the controller at {} answers", opt_.controller->endpoint);
+      }
+      if (auto* b = std::get_if<BundleMessage>(&**msg)) on_bundle(b->bytes);
+    }
+  }
+
+  // A bundle from the controller is checked exactly like one copied by hand: by its signatures,
+  // site, serial, expiry and the customer's ceiling. Every bundle is acknowledged.
+  void on_bundle(const std::string& bytes) {
+    BundleAck ack;
+    ack.bundle_hash = bundle_hash(bytes);
+    if (policy_ && ack.bundle_hash == bundle_hash_) {
+      ack.result = AckResult::applied;
+      ack.serial = policy_->serial;
+      ack.ruleset_hash = ruleset_hash_;
+      link_->send(encode(AckMessage{ack}));
+      return;
+    }
+    auto loaded = enforced_policy_from_bundle(bytes, "from the controller", opt_.trust_path,
+                                              opt_.state_dir, now_ms());
+    if (!loaded.ok()) {
+      ++rejected_bundles_;
+      log_->error("{}", loaded.error().message);
+      ack.reason = loaded.error().message;
+      link_->send(encode(AckMessage{ack}));
+      return;
+    }
+    for (const auto& note : loaded->notes) log_->info("{}", note);
+    std::optional<Policy> previous = std::move(policy_);
+    const std::string previous_source = policy_source_, previous_hash = bundle_hash_;
+    policy_ = std::move(loaded->policy);
+    bundle_to_record_ = std::move(loaded->bundle_to_record);
+    policy_source_ = stored_path();
+    if (apply("bundle from the controller", Mode::reconcile)) {
+      bundle_hash_ = loaded->bundle_hash;
+      ack.result = AckResult::applied;
+      ack.serial = policy_->serial;
+      ack.ruleset_hash = ruleset_hash_;
+    } else {
+      // The kernel kept the previous state; so does the daemon.
+      ack.serial = policy_->serial;
+      ack.reason = "the kernel refused it: " + last_apply_error_;
+      policy_ = std::move(previous);
+      policy_source_ = previous_source;
+      bundle_hash_ = previous_hash;
+      bundle_to_record_.reset();
+    }
+    link_->send(encode(AckMessage{ack}));
+    say(false);
   }
 
   // The compile options now: the lockdown record is read at every compile, so a `lockdown` run
@@ -244,6 +455,7 @@ class Daemon {
   }
 
   void arm(int timer) {
+    if (!policy_) return;
     const Instant now = now_ms();
     Instant wake = next_reconcile_;
     if (auto edge = next_edge(*policy_, now)) wake = std::min(wake, *edge);
@@ -270,6 +482,20 @@ class Daemon {
   std::optional<std::string> bundle_to_record_;
   std::optional<std::uint64_t> warned_serial_;  // the serial whose expiry was warned about
   Instant next_reconcile_{};
+  std::string policy_source_;  // the file the applied policy came from (status, lockdown)
+  std::string site_;           // from the trust file: what the hello says before any policy
+  std::string bundle_hash_;    // of the applied bundle; empty for a plain policy file
+  std::string ruleset_hash_;   // plan fingerprint last put in the kernel
+  std::string last_apply_error_;
+  std::optional<ControllerLink> link_;
+  Instant next_heartbeat_{};
+  Instant last_heard_{};
+  bool controller_heard_ = false;
+  bool link_up_ = false;  // handshake done and not disconnected since
+  std::uint64_t bad_messages_ = 0;
+  std::uint64_t refused_ = 0;
+  std::uint64_t handshake_failures_ = 0;
+  std::uint64_t rejected_bundles_ = 0;
 };
 
 }  // namespace

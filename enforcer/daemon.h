@@ -1,4 +1,5 @@
-// `run`: the enforcer daemon. It applies the local policy, then sleeps until the next window
+// `run`: the enforcer daemon. It applies the local policy (or the bundle accepted last, or the
+// controller's newest), then sleeps until the next window
 // edge (timerfd on the real-time clock, woken early by clock changes), opens or closes windows
 // incrementally, reloads on SIGHUP and stops on SIGTERM leaving the table in place.
 // Closing never depends on it: open elements carry kernel timeouts.
@@ -7,6 +8,7 @@
 #include <chrono>
 #include <string>
 
+#include "enforcer/enforcer_config.h"
 #include "enforcer/ruleset_plan.h"
 
 namespace drawbridge {
@@ -18,6 +20,9 @@ struct DaemonOptions {
   std::string trust_path;  // needed for bundles
   // How long before the policy expires the daemon starts warning.
   std::chrono::seconds expiry_warning{24 * 3600};
+  // When set, the daemon also dials the controller: it says hello with what it holds, takes
+  // newer bundles from it (checked by signature exactly like a file), and acknowledges each.
+  std::optional<ControllerLinkConfig> controller;
 };
 
 // Returns the process exit code.

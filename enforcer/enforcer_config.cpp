@@ -2,7 +2,11 @@
 
 #include <toml++/toml.h>
 
+#include <optional>
 #include <regex>
+#include <string_view>
+
+#include "common/curve_keys.h"
 
 namespace drawbridge {
 
@@ -10,6 +14,87 @@ namespace {
 
 SourceLocation where(const std::string& path, const toml::source_region& r) {
   return SourceLocation{path, static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
+}
+
+bool is_endpoint(std::string_view s) {
+  for (const std::string_view scheme : {"tcp://", "ipc://"}) {
+    if (s.starts_with(scheme) && s.size() > scheme.size()) return true;
+  }
+  return false;
+}
+
+// The [controller] table. Keys are checked as they come; what is required is checked after,
+// since `insecure` may come last.
+Result<ControllerLinkConfig> read_controller(const toml::node& node, const std::string& path) {
+  const auto* table = node.as_table();
+  if (table == nullptr) {
+    return make_error("'controller' must be a table ([controller])", where(path, node.source()));
+  }
+  ControllerLinkConfig link;
+  bool has_server_key = false;
+  for (const auto& [key, value] : *table) {
+    const auto loc = where(path, value.source());
+    const std::string k(key.str());
+    if (k == "endpoint" || k == "server_key" || k == "client_key") {
+      const auto* v = value.as_string();
+      if (v == nullptr || v->get().empty()) {
+        return make_error("'" + k + "' must be a non-empty string", loc);
+      }
+      if (k == "endpoint") {
+        if (!is_endpoint(v->get())) {
+          return make_error(
+              "'endpoint' must be a tcp:// or ipc:// endpoint (e.g. "
+              "\"tcp://192.0.2.10:7400\"), got '" +
+                  v->get() + "'",
+              loc);
+        }
+        link.endpoint = v->get();
+      } else if (k == "server_key") {
+        auto parsed = CurvePublicKey::parse(v->get());
+        if (!parsed) return make_error("'server_key': " + parsed.error().message, loc);
+        // Stored in its one canonical spelling, whichever of the accepted forms was written.
+        link.server_key = parsed->str();
+        has_server_key = true;
+      } else {
+        link.client_key = v->get();
+      }
+    } else if (k == "insecure") {
+      const auto* v = value.as_boolean();
+      if (v == nullptr) return make_error("'insecure' must be true or false", loc);
+      link.insecure = v->get();
+    } else if (k == "heartbeat_seconds") {
+      const auto* v = value.as_integer();
+      if (v == nullptr || v->get() < 1 || v->get() > 3600) {
+        return make_error("'heartbeat_seconds' must be an integer from 1 to 3600", loc);
+      }
+      link.heartbeat = std::chrono::seconds(v->get());
+    } else {
+      return make_error("unknown key '" + k +
+                            "' in [controller] (expected: endpoint, server_key, client_key, "
+                            "insecure, heartbeat_seconds)",
+                        where(path, key.source()));
+    }
+  }
+  const auto table_at = where(path, table->source());
+  if (link.endpoint.empty()) {
+    return make_error("[controller] needs 'endpoint' (e.g. \"tcp://192.0.2.10:7400\")", table_at);
+  }
+  if (!link.insecure) {
+    if (!has_server_key) {
+      return make_error(
+          "[controller] needs 'server_key', the controller's CURVE public key ('curve:<Z85>'), "
+          "unless insecure = true",
+          table_at);
+    }
+    if (link.client_key.empty()) {
+      return make_error(
+          "[controller] needs 'client_key', the path of this enforcer's CURVE secret key "
+          "(drawbridge-controller keygen --out NAME --curve writes NAME.curve), unless "
+          "insecure = true",
+          table_at);
+    }
+  }
+  return link;
 }
 
 }  // namespace
@@ -62,10 +147,14 @@ Result<EnforcerConfig> load_config(const std::string& path) {
                             loc);
         cfg.priority = static_cast<int>(n);
       }
+    } else if (k == "controller") {
+      auto link = read_controller(node, path);
+      if (!link) return link.error();
+      cfg.controller = std::move(*link);
     } else {
       return make_error("unknown key '" + k +
                             "' (expected: policy, table, log_group, priority, state_dir, trust, "
-                            "expiry_warning_hours)",
+                            "expiry_warning_hours, controller)",
                         loc);
     }
   }

@@ -11,8 +11,21 @@
 
 namespace drawbridge {
 
+// The `[controller]` table: where this enforcer dials out for signed bundles. CURVE is on unless
+// `insecure = true`; the controller's public key is pinned here, so a man in the middle cannot
+// pose as it (and could not forge a bundle anyway: only signatures authorise a policy).
+struct ControllerLinkConfig {
+  std::string endpoint;    // e.g. "tcp://192.0.2.10:7400"
+  std::string server_key;  // the controller's CURVE public key, "curve:<Z85>" (pinned)
+  std::string client_key;  // path of this enforcer's CURVE secret key file (keygen --curve)
+  bool insecure = false;   // plain TCP without CURVE: only for labs, logged loudly
+  std::chrono::seconds heartbeat{5};
+};
+
 struct EnforcerConfig {
-  std::string policy;                // path of the local policy file
+  // Path of the local policy file or bundle. Optional when a controller is configured: then the
+  // enforcer starts from the bundle it accepted last and takes newer ones from the controller.
+  std::string policy;
   std::string table = "drawbridge";  // nftables table (family inet) it owns
   std::uint16_t log_group = 100;     // NFLOG group of denied packets
   int priority = -10;                // of its base chains (filter = 0)
@@ -22,6 +35,7 @@ struct EnforcerConfig {
   std::string trust;
   // How long before the applied policy's `expires` the daemon starts warning.
   std::chrono::seconds expiry_warning{24 * 3600};
+  std::optional<ControllerLinkConfig> controller;
 };
 
 // Reads a config file; unknown keys and wrong types are errors with file:line:col.

@@ -1,5 +1,5 @@
 // The real drawbridge-controller binary, as an operator uses it, in a temporary directory:
-// keygen, sign, co-sign, verify.
+// keygen (with and without --curve), sign, co-sign, verify.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,6 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
+
+#include "common/curve_keys.h"
 
 namespace {
 
@@ -92,7 +95,10 @@ TEST_F(ControllerCliTest, HelpAndVersion) {
   EXPECT_TRUE(contains(v.out, "drawbridge-controller")) << v.out;
   EXPECT_EQ(controller("").code, 2);
   EXPECT_EQ(controller("keygen").code, 2);
-  EXPECT_EQ(controller("keygen --out k --curve").code, 2);  // not part of this step
+  const auto keygen_help = controller("keygen --help");
+  EXPECT_EQ(keygen_help.code, 0);
+  EXPECT_TRUE(contains(keygen_help.out, "--curve")) << keygen_help.out;
+  EXPECT_EQ(controller("keygen --curve").code, 2) << "--out is still required";
   EXPECT_EQ(controller("sign policy.toml").code, 2);
 }
 
@@ -108,6 +114,49 @@ TEST_F(ControllerCliTest, KeygenWritesAPrivateKeyAndNeverOverwrites) {
   EXPECT_EQ(again.code, 1);
   EXPECT_TRUE(contains(again.out, "already exists")) << again.out;
   EXPECT_EQ(read("provider"), before);
+}
+
+TEST_F(ControllerCliTest, KeygenCurveWritesBothPairs) {
+  const auto r = controller("keygen --out gw1 --curve");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // The Ed25519 pair as without --curve, and the CURVE pair next to it.
+  EXPECT_TRUE(contains(r.out, "public key: " + pub("gw1"))) << r.out;
+  const auto curve_pub = pub("gw1.curve");
+  EXPECT_TRUE(curve_pub.starts_with("curve:")) << curve_pub;
+  EXPECT_TRUE(contains(r.out, "curve key:  " + curve_pub + "\n")) << r.out;
+  const auto printed = r.out.substr(r.out.find("curve key:  ") + 12, 46);
+  const auto parsed = drawbridge::CurvePublicKey::parse(printed);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().str();
+  EXPECT_EQ(parsed->str(), curve_pub);
+
+  for (const auto& [name, mode] : {std::pair<std::string, unsigned>{"gw1", 0600},
+                                   {"gw1.pub", 0644},
+                                   {"gw1.curve", 0600},
+                                   {"gw1.curve.pub", 0644}}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ / name).c_str(), &st), 0) << name;
+    EXPECT_EQ(st.st_mode & 0777, mode) << name;
+  }
+  EXPECT_TRUE(read("gw1.curve").starts_with("curve-secret:"));
+  const auto loaded = drawbridge::CurveSecretKey::load((dir_ / "gw1.curve").string());
+  ASSERT_TRUE(loaded.ok()) << loaded.error().str();
+  EXPECT_EQ(loaded->public_key(), *parsed);
+
+  // Without --curve nothing CURVE is written.
+  ASSERT_EQ(controller("keygen --out plain").code, 0);
+  EXPECT_FALSE(fs::exists(dir_ / "plain.curve"));
+  EXPECT_FALSE(fs::exists(dir_ / "plain.curve.pub"));
+}
+
+TEST_F(ControllerCliTest, KeygenCurveWritesNothingWhenAnyFileExists) {
+  write("gw2.curve.pub", "someone else's\n");
+  const auto r = controller("keygen --out gw2 --curve");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(contains(r.out, "gw2.curve.pub already exists")) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "gw2"));
+  EXPECT_FALSE(fs::exists(dir_ / "gw2.pub"));
+  EXPECT_FALSE(fs::exists(dir_ / "gw2.curve"));
+  EXPECT_EQ(read("gw2.curve.pub"), "someone else's\n");
 }
 
 TEST_F(ControllerCliTest, SignVerifyTamperAndCoSign) {
