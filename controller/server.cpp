@@ -23,6 +23,7 @@
 #include "common/signing.h"
 #include "common/wire_protocol.h"
 #include "controller/fleet_store.h"
+#include "controller/push_rule.h"
 
 namespace drawbridge {
 
@@ -507,13 +508,17 @@ class Controller {
     const PublishedBundle* desired = desired_bundle(r.site);
     if (desired == nullptr) return false;
     const PublishedBundle& b = *desired;
-    if (b.hash == r.applied_bundle_hash || b.hash == r.rejected_bundle_hash) return false;
-    // An older serial than the enforcer holds would only be refused as a rollback, unless an
-    // operator forced it out (to see the enforcers refuse it).
-    if (r.applied_serial && b.serial <= *r.applied_serial && !forced_.contains(b.hash)) {
-      return false;
-    }
-    if (peer.in_flight_hash == b.hash && now - peer.in_flight_at < 3 * cfg_.heartbeat) return false;
+    PushInputs in;
+    in.desired_hash = b.hash;
+    in.desired_serial = b.serial;
+    in.desired_forced = forced_.contains(b.hash);
+    in.applied_serial = r.applied_serial;
+    in.applied_hash = r.applied_bundle_hash;
+    in.rejected_hash = r.rejected_bundle_hash;
+    in.in_flight_hash = peer.in_flight_hash;
+    in.in_flight_for = now - peer.in_flight_at;
+    in.heartbeat = cfg_.heartbeat;
+    if (!should_push(in)) return false;
     if (!send(peer.routing_id, encode(BundleMessage{b.bytes}))) return false;
     peer.in_flight_hash = b.hash;
     peer.in_flight_at = now;
