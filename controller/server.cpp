@@ -461,6 +461,13 @@ class Controller {
     r.last_ack_at = now;
     r.last_ack = ack_result_name(ack.result);
     r.last_ack_serial = ack.serial;
+    // A refused bundle may not say its serial (the enforcer reads it only from a verified
+    // policy); the controller knows which bundle it sent.
+    if (!r.last_ack_serial) {
+      if (const auto* d = desired_bundle(r.site); d != nullptr && d->hash == ack.bundle_hash) {
+        r.last_ack_serial = d->serial;
+      }
+    }
     if (peer != peers_.end()) {
       peer->second.last_seen = now;
       if (peer->second.in_flight_hash == ack.bundle_hash) peer->second.in_flight_hash.clear();

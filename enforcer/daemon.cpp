@@ -301,6 +301,7 @@ class Daemon {
     }
     log_->info("dialling the controller at {}{}", c.endpoint,
                c.insecure ? "" : " (CURVE, pinned server key)");
+    save_link_state_now();
     say(true);
     return true;
   }
@@ -345,26 +346,31 @@ class Daemon {
         case ControllerLink::Event::connected:
           link_up_ = true;
           say(true);  // at once: a restarted controller learns what we hold without waiting
+          save_link_state_now();
           break;
         case ControllerLink::Event::disconnected:
-          if (link_up_)
+          if (link_up_) {
             log_->info("disconnected from the controller; reconnecting in the background");
-          link_up_ = false;
+            link_up_ = false;
+            save_link_state_now();
+          }
           break;
         case ControllerLink::Event::refused_auth:
-          if (worth_logging(++refused_)) {
+          if (worth_logging(++link_state_.refused_by_controller)) {
             log_->error(
                 "the controller refused this enforcer's CURVE key ({} time(s)): is its public "
                 "key in the controller's config?",
-                refused_);
+                link_state_.refused_by_controller);
+            save_link_state_now();
           }
           break;
         case ControllerLink::Event::handshake_failed:
-          if (worth_logging(++handshake_failures_)) {
+          if (worth_logging(++link_state_.handshake_failures)) {
             log_->error(
                 "CURVE handshake with {} failed ({} time(s)): is `server_key` the controller's "
                 "public key?",
-                opt_.controller->endpoint, handshake_failures_);
+                opt_.controller->endpoint, link_state_.handshake_failures);
+            save_link_state_now();
           }
           break;
       }
@@ -385,17 +391,20 @@ class Daemon {
       auto msg = link_->receive();
       if (!msg) return;
       if (!msg->ok()) {
-        ++bad_messages_;
-        if (worth_logging(bad_messages_)) {
+        ++link_state_.bad_messages;
+        if (worth_logging(link_state_.bad_messages)) {
           log_->warn("from the controller: {} (dropped; {} bad message(s) so far)",
-                     msg->error().message, bad_messages_);
+                     msg->error().message, link_state_.bad_messages);
+          save_link_state_now();
         }
         continue;
       }
       last_heard_ = now_ms();
+      link_state_.last_heard = last_heard_;
       if (!controller_heard_) {
         controller_heard_ = true;
         log_->info("the controller at {} answers", opt_.controller->endpoint);
+        save_link_state_now();
       }
       if (auto* b = std::get_if<BundleMessage>(&**msg)) on_bundle(b->bytes);
     }
@@ -404,6 +413,7 @@ class Daemon {
   // A bundle from the controller is checked exactly like one copied by hand: by its signatures,
   // site, serial, expiry and the customer's ceiling. Every bundle is acknowledged.
   void on_bundle(const std::string& bytes) {
+    ++link_state_.bundles_received;
     BundleAck ack;
     ack.bundle_hash = bundle_hash(bytes);
     if (policy_ && ack.bundle_hash == bundle_hash_) {
@@ -411,15 +421,19 @@ class Daemon {
       ack.serial = policy_->serial;
       ack.ruleset_hash = ruleset_hash_;
       link_->send(encode(AckMessage{ack}));
+      ++link_state_.bundles_applied;
+      save_link_state_now();
       return;
     }
     auto loaded = enforced_policy_from_bundle(bytes, "from the controller", opt_.trust_path,
                                               opt_.state_dir, now_ms());
     if (!loaded.ok()) {
-      ++rejected_bundles_;
       log_->error("{}", loaded.error().message);
       ack.reason = loaded.error().message;
       link_->send(encode(AckMessage{ack}));
+      ++link_state_.bundles_rejected;
+      link_state_.last_rejection = ack.reason;
+      save_link_state_now();
       return;
     }
     for (const auto& note : loaded->notes) log_->info("{}", note);
@@ -443,7 +457,23 @@ class Daemon {
       bundle_to_record_.reset();
     }
     link_->send(encode(AckMessage{ack}));
+    if (ack.result == AckResult::applied) {
+      ++link_state_.bundles_applied;
+    } else {
+      ++link_state_.bundles_rejected;
+      link_state_.last_rejection = ack.reason;
+    }
+    save_link_state_now();
     say(false);
+  }
+
+  void save_link_state_now() {
+    link_state_.endpoint = opt_.controller->endpoint;
+    link_state_.connected = link_up_;
+    link_state_.updated_at = now_ms();
+    if (auto ok = save_link_state(opt_.state_dir, link_state_); !ok.ok()) {
+      log_->warn("cannot record the control channel's state: {}", ok.error().message);
+    }
   }
 
   // The compile options now: the lockdown record is read at every compile, so a `lockdown` run
@@ -492,10 +522,7 @@ class Daemon {
   Instant last_heard_{};
   bool controller_heard_ = false;
   bool link_up_ = false;  // handshake done and not disconnected since
-  std::uint64_t bad_messages_ = 0;
-  std::uint64_t refused_ = 0;
-  std::uint64_t handshake_failures_ = 0;
-  std::uint64_t rejected_bundles_ = 0;
+  LinkState link_state_;  // counters for `status`, saved when they change
 };
 
 }  // namespace

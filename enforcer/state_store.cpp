@@ -133,4 +133,57 @@ std::optional<Instant> lockdown_until(const std::string& state_dir, Instant now)
   }
 }
 
+namespace {
+
+std::string link_path(const std::string& state_dir) {
+  return state_dir + "/controller-link.json";
+}
+
+}  // namespace
+
+Result<void> save_link_state(const std::string& state_dir, const LinkState& s) {
+  nlohmann::json j{{"endpoint", s.endpoint},
+                   {"connected", s.connected},
+                   {"bundles_received", s.bundles_received},
+                   {"bundles_applied", s.bundles_applied},
+                   {"bundles_rejected", s.bundles_rejected},
+                   {"bad_messages", s.bad_messages},
+                   {"refused_by_controller", s.refused_by_controller},
+                   {"handshake_failures", s.handshake_failures},
+                   {"last_rejection", s.last_rejection},
+                   {"updated_at", format_instant(s.updated_at)}};
+  j["last_heard"] = s.last_heard ? nlohmann::json(format_instant(*s.last_heard)) : nullptr;
+  return write_file_atomically(link_path(state_dir), j.dump(2) + "\n");
+}
+
+Result<std::optional<LinkState>> load_link_state(const std::string& state_dir) {
+  const auto path = link_path(state_dir);
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<LinkState>{};
+    return sys_error("cannot read", path);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    const auto j = nlohmann::json::parse(ss.str());
+    LinkState s;
+    s.endpoint = j.at("endpoint").get<std::string>();
+    s.connected = j.at("connected").get<bool>();
+    s.bundles_received = j.at("bundles_received").get<std::uint64_t>();
+    s.bundles_applied = j.at("bundles_applied").get<std::uint64_t>();
+    s.bundles_rejected = j.at("bundles_rejected").get<std::uint64_t>();
+    s.bad_messages = j.at("bad_messages").get<std::uint64_t>();
+    s.refused_by_controller = j.at("refused_by_controller").get<std::uint64_t>();
+    s.handshake_failures = j.at("handshake_failures").get<std::uint64_t>();
+    s.last_rejection = j.at("last_rejection").get<std::string>();
+    if (!j.at("last_heard").is_null())
+      s.last_heard = parse_instant(j.at("last_heard").get<std::string>());
+    if (auto at = parse_instant(j.at("updated_at").get<std::string>())) s.updated_at = *at;
+    return std::optional<LinkState>{s};
+  } catch (const std::exception& e) {
+    return make_error(path + " is damaged (" + e.what() + "); the daemon rewrites it");
+  }
+}
+
 }  // namespace drawbridge

@@ -36,6 +36,23 @@ Result<void> release_lockdown(const std::string& state_dir);
 // locked until released: failing closed is the point of a break-glass.
 std::optional<Instant> lockdown_until(const std::string& state_dir, Instant now);
 
+// The control channel as the daemon last saw it, for `status` (the daemon rewrites it when
+// something changes, not on every heartbeat).
+struct LinkState {
+  std::string endpoint;
+  bool connected = false;  // CURVE handshake done and not disconnected since
+  std::optional<Instant> last_heard;
+  std::uint64_t bundles_received = 0, bundles_applied = 0, bundles_rejected = 0;
+  std::uint64_t bad_messages = 0;           // malformed or unknown messages from the controller
+  std::uint64_t refused_by_controller = 0;  // our CURVE key was refused
+  std::uint64_t handshake_failures = 0;     // e.g. the pinned server key does not match
+  std::string last_rejection;
+  Instant updated_at{};
+};
+Result<void> save_link_state(const std::string& state_dir, const LinkState& state);
+// nullopt when no daemon with a controller has run with this state directory.
+Result<std::optional<LinkState>> load_link_state(const std::string& state_dir);
+
 // Writes `content` to `path` atomically (temp + fsync + rename + directory fsync).
 Result<void> write_file_atomically(const std::string& path, const std::string& content);
 

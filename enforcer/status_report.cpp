@@ -39,6 +39,11 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
                                  const std::string& state_dir) {
   StatusReport r;
   r.table = table;
+  if (auto link = load_link_state(state_dir); link.ok()) {
+    r.link = *link;
+  } else {
+    r.problems.push_back(link.error().message);
+  }
   auto applied = load_applied(state_dir, table);
   if (applied.ok()) {
     r.applied = *applied;
@@ -157,6 +162,17 @@ std::string format_status(const StatusReport& r) {
     }
   }
   if (r.table_present) out << "guarded ports: " << r.guard_denied << " packets denied\n";
+  if (r.link) {
+    const auto& l = *r.link;
+    out << "controller: " << l.endpoint << ", " << (l.connected ? "connected" : "NOT connected")
+        << ", last heard " << (l.last_heard ? format_instant(*l.last_heard) : "never") << " (as of "
+        << format_instant(l.updated_at) << ")\n"
+        << "  bundles: " << l.bundles_received << " received, " << l.bundles_applied << " applied, "
+        << l.bundles_rejected << " rejected; bad messages: " << l.bad_messages
+        << "; key refused: " << l.refused_by_controller
+        << "; failed handshakes: " << l.handshake_failures << "\n";
+    if (!l.last_rejection.empty()) out << "  last rejection: " << l.last_rejection << "\n";
+  }
   for (const auto& p : r.problems) out << "PROBLEM: " << p << "\n";
   return out.str();
 }
@@ -189,6 +205,20 @@ std::string status_json(const StatusReport& r) {
                           {"denied_unapproved_source", l.denied_foreign}});
   }
   j["guard_denied"] = r.guard_denied;
+  if (r.link) {
+    const auto& l = *r.link;
+    j["controller"] = {{"endpoint", l.endpoint},
+                       {"connected", l.connected},
+                       {"last_heard", l.last_heard ? format_instant(*l.last_heard) : ""},
+                       {"updated_at", format_instant(l.updated_at)},
+                       {"bundles_received", l.bundles_received},
+                       {"bundles_applied", l.bundles_applied},
+                       {"bundles_rejected", l.bundles_rejected},
+                       {"bad_messages", l.bad_messages},
+                       {"refused_by_controller", l.refused_by_controller},
+                       {"handshake_failures", l.handshake_failures},
+                       {"last_rejection", l.last_rejection}};
+  }
   j["problems"] = r.problems;
   return j.dump(2);
 }

@@ -33,6 +33,7 @@ struct StatusReport {
   std::vector<OpenElement> open;
   std::vector<LinkCounters> links;
   std::uint64_t guard_denied = 0;
+  std::optional<LinkState> link;      // the control channel, when a controller is configured
   std::vector<std::string> problems;  // things an operator must look at
 };
 
