@@ -221,8 +221,8 @@ int cmd_verify(const std::string& path, const std::string& trust_path) {
 
 int run_controller_cli(int argc, char** argv) {
   CLI::App app{
-      "drawbridge-controller: signs policies for Drawbridge enforcers and checks signed bundles "
-      "against a trust file"};
+      "drawbridge-controller: signs policies for Drawbridge enforcers, checks signed bundles "
+      "against a trust file, and serves them to the fleet over ZeroMQ (CURVE)"};
   app.set_version_flag("--version", std::string("drawbridge-controller ") + DRAWBRIDGE_VERSION);
   app.require_subcommand(1);
 

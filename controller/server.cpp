@@ -432,6 +432,19 @@ class Controller {
                  st.locked_down ? ", LOCKED DOWN by the customer" : "",
                  st.expired ? ", policy EXPIRED" : "");
     }
+    // Changes the MSP must notice: the customer pulled the break-glass, or the policy expired
+    // and every provider link at that site is now closed.
+    if (st.locked_down != r.locked_down) {
+      log_->warn("{} {}", describe(key),
+                 st.locked_down ? "is LOCKED DOWN by the customer: all provider access is closed"
+                                : "is no longer locked down");
+    }
+    if (st.expired && !r.expired) {
+      log_->warn(
+          "{}: policy serial {} has EXPIRED: all provider access is closed until a newer "
+          "bundle is published",
+          describe(key), st.serial ? std::to_string(*st.serial) : "?");
+    }
     r.last_seen = now;
     r.applied_serial = st.serial;
     r.applied_bundle_hash = st.bundle_hash;
