@@ -1,5 +1,10 @@
 #include "controller/fleet_commands.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -29,10 +34,17 @@ Result<ControllerConfig> config_for_admin(const std::string& path) {
   auto cfg = load_controller_config(path);
   if (!cfg.ok()) return make_error(cfg.error().str());
   const auto sock = cfg->state_dir + "/admin.sock";
-  if (!std::filesystem::exists(sock)) {
+  // A running controller holds the lock; if we can take it, nobody will answer the socket.
+  bool running = false;
+  if (const int fd = ::open((cfg->state_dir + "/controller.lock").c_str(), O_RDONLY | O_CLOEXEC);
+      fd >= 0) {
+    running = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd);
+  }
+  if (!running || !std::filesystem::exists(sock)) {
     return make_error("no controller is running with state directory " + cfg->state_dir + " (" +
-                      sock + " does not exist): start `drawbridge-controller serve --config " +
-                      path + "` first");
+                      "its lock is free): start `drawbridge-controller serve --config " + path +
+                      "` first");
   }
   return cfg;
 }

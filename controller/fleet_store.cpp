@@ -552,6 +552,17 @@ Result<void> FleetStore::count(const std::string& name, std::uint64_t by) {
   return s->run(doing);
 }
 
+Result<void> FleetStore::begin_batch() {
+  return exec(db_, "BEGIN IMMEDIATE", "starting a batch of writes");
+}
+
+Result<void> FleetStore::end_batch() {
+  auto committed = exec(db_, "COMMIT", "committing a batch of writes");
+  // A failed COMMIT leaves the transaction open; roll it back so the next write is not in it.
+  if (!committed.ok()) (void)exec(db_, "ROLLBACK", "rolling back a failed batch");
+  return committed;
+}
+
 Result<std::map<std::string, std::uint64_t>> FleetStore::counters() const {
   const std::string doing = "reading the counters";
   auto s = Statement::prepare(db_, "SELECT name, value FROM counters", doing);

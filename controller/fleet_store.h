@@ -74,6 +74,11 @@ class FleetStore {
 
   // Counters of bad input and other events (name → value), kept across restarts.
   Result<void> count(const std::string& name, std::uint64_t by = 1);
+
+  // Groups every write until end_batch() into one transaction: one WAL commit for a burst of
+  // acknowledgements or pushes instead of one each. Not around publish() (its own transaction).
+  Result<void> begin_batch();
+  Result<void> end_batch();
   Result<std::map<std::string, std::uint64_t>> counters() const;
 
  private:

@@ -88,6 +88,7 @@ class Controller {
 
     raise_file_limit();
     ctx_.set(zmq::ctxopt::max_sockets, 65536);
+    ctx_.set(zmq::ctxopt::io_threads, 2);
     zmq::socket_t zap(ctx_, zmq::socket_type::rep);
     zmq::socket_t router(ctx_, zmq::socket_type::router);
     zmq::socket_t admin(ctx_, zmq::socket_type::rep);
@@ -147,8 +148,14 @@ class Controller {
       for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN); ++i) {
         if (!serve_zap(zap)) break;
       }
-      for (int i = 0; i < 1024 && (items[1].revents & ZMQ_POLLIN); ++i) {
-        if (!serve_enforcer(router)) break;
+      if (items[1].revents & ZMQ_POLLIN) {
+        const bool batch = store_->begin_batch().ok();
+        for (int i = 0; i < 1024; ++i) {
+          if (!serve_enforcer(router)) break;
+        }
+        if (batch) {
+          if (auto ok = store_->end_batch(); !ok.ok()) log_->error("{}", ok.error().message);
+        }
       }
       if (items[2].revents & ZMQ_POLLIN) serve_admin(admin);
       if (items[4].revents & ZMQ_POLLIN) count_connection_events(router_events);
@@ -195,6 +202,9 @@ class Controller {
       // The ZAP handler must exist before the first client connects.
       zap.bind(kZapEndpoint);
       router.set(zmq::sockopt::router_mandatory, 1);
+      // A restarted controller is redialled by its whole fleet at once; libzmq's default listen
+      // backlog (100) drops the rest, which retry after a second (capped by net.core.somaxconn).
+      router.set(zmq::sockopt::backlog, 4096);
       router.set(zmq::sockopt::maxmsgsize, kMaxEnforcerMessageBytes);
       router.set(zmq::sockopt::sndhwm, 64);
       // ZMTP heartbeats notice dead TCP peers; the application heartbeats say what they hold.
@@ -539,11 +549,41 @@ class Controller {
     in.in_flight_for = now - peer.in_flight_at;
     in.heartbeat = cfg_.heartbeat;
     if (!should_push(in)) return false;
-    if (!send(peer.routing_id, encode(BundleMessage{b.bytes}))) return false;
+    if (!send_bundle(peer.routing_id, b)) return false;
     peer.in_flight_hash = b.hash;
     peer.in_flight_at = now;
     count("bundles_sent");
     return true;
+  }
+
+  // A bundle goes to many enforcers: one zmq message holds its bytes and each send shares it
+  // (zmq_msg_copy counts references), instead of one copy per enforcer in the send queues.
+  bool send_bundle(const std::string& routing_id, const PublishedBundle& b) {
+    auto it = bundle_msgs_.find(b.hash);
+    if (it == bundle_msgs_.end()) {
+      it = bundle_msgs_.emplace(b.hash, zmq::message_t(b.bytes.data(), b.bytes.size())).first;
+    }
+    try {
+      zmq::message_t body;
+      body.copy(it->second);
+      if (!router_->send(zmq::buffer(routing_id),
+                         zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+        count("send_dropped");
+        return false;
+      }
+      // With the routing frame accepted, the rest of a multipart message is always queued.
+      router_->send(zmq::buffer(std::string_view("bundle")), zmq::send_flags::sndmore);
+      router_->send(body, zmq::send_flags::none);
+      return true;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH) {
+        peers_.erase(routing_id);
+      } else {
+        log_->error("send failed: {}", e.what());
+      }
+      count("send_failed");
+      return false;
+    }
   }
 
   bool send(const std::string& routing_id, const Frames& f) {
@@ -660,6 +700,11 @@ class Controller {
     PublishedBundle pb{policy.site, policy.serial, hash, bytes, now};
     if (auto ok = store_->publish(pb); !ok.ok()) return {false, ok.error().message};
     desired_[policy.site] = pb;
+    // Only desired bundles are ever sent: drop the shared messages of replaced ones.
+    std::erase_if(bundle_msgs_, [&](const auto& m) {
+      return std::none_of(desired_.begin(), desired_.end(),
+                          [&](const auto& d) { return d.second && d.second->hash == m.first; });
+    });
     count("bundles_published");
     // Publishing again is how an operator retries enforcers that refused it.
     std::size_t configured = 0, pushed = 0, connected = 0;
@@ -668,12 +713,16 @@ class Controller {
       ++configured;
       if (r.rejected_bundle_hash == hash) r.rejected_bundle_hash.clear();
     }
+    const bool batch = store_->begin_batch().ok();
     for (auto& [rid, peer] : peers_) {
       auto it = records_.find(peer.key);
       if (it == records_.end() || it->second.site != policy.site) continue;
       ++connected;
       peer.in_flight_hash.clear();
       if (push_if_behind(peer, it->second, now)) ++pushed;
+    }
+    if (batch) {
+      if (auto ok = store_->end_batch(); !ok.ok()) log_->error("{}", ok.error().message);
     }
     log_->info("published site {} serial {} ({}): sent to {} of {} connected enforcer(s)",
                policy.site, policy.serial, hash.substr(0, 12), pushed, connected);
@@ -741,6 +790,7 @@ class Controller {
   std::map<std::string, Peer> peers_;                              // by routing id
   std::set<std::string> forced_;                                   // hashes published with --force
   std::map<std::string, std::optional<PublishedBundle>> desired_;  // by site, from the store
+  std::map<std::string, zmq::message_t> bundle_msgs_;              // by hash, shared by sends
   std::map<std::string, std::uint64_t> counters_;  // this run's, for rate-limiting logs
 };
 

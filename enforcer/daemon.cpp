@@ -292,6 +292,7 @@ class Daemon {
       return false;
     }
     link_.emplace(std::move(*link));
+    link_started_at_ = now_ms();
     if (c.insecure) {
       log_->warn(
           "INSECURE: `insecure = true` — the control channel to {} is plain TCP without CURVE: "
@@ -330,13 +331,17 @@ class Daemon {
   void heartbeat_if_due() {
     const Instant now = now_ms();
     if (now >= next_heartbeat_) say(false);
-    // Silence is worth one line each way; protection does not depend on the controller.
-    const auto silent_for = now - last_heard_;
-    if (controller_heard_ && silent_for > 3 * opt_.controller->heartbeat) {
+    // Silence is worth one line each way (also when it was never heard since this start, e.g.
+    // a reboot while the controller is down); protection does not depend on the controller.
+    const auto silent_for = now - std::max(last_heard_, link_started_at_);
+    if (!silence_reported_ && silent_for > 3 * opt_.controller->heartbeat) {
+      silence_reported_ = true;
       controller_heard_ = false;
-      log_->warn("the controller has been silent for {} s; enforcing serial {} until it is back",
+      log_->warn("the controller at {} has not answered for {} s; enforcing {} until it is back",
+                 opt_.controller->endpoint,
                  std::chrono::duration_cast<std::chrono::seconds>(silent_for).count(),
-                 policy_ ? std::to_string(policy_->serial) : "none");
+                 policy_ ? "serial " + std::to_string(policy_->serial)
+                         : std::string("nothing (no policy yet)"));
     }
   }
 
@@ -401,6 +406,7 @@ class Daemon {
       }
       last_heard_ = now_ms();
       link_state_.last_heard = last_heard_;
+      silence_reported_ = false;
       if (!controller_heard_) {
         controller_heard_ = true;
         log_->info("the controller at {} answers", opt_.controller->endpoint);
@@ -521,6 +527,8 @@ class Daemon {
   Instant next_heartbeat_{};
   Instant last_heard_{};
   bool controller_heard_ = false;
+  bool silence_reported_ = false;
+  Instant link_started_at_{};
   bool link_up_ = false;  // handshake done and not disconnected since
   LinkState link_state_;  // counters for `status`, saved when they change
 };

@@ -66,6 +66,18 @@ Result<void> NftablesWriter::replace(const RulesetPlan& plan) {
   stats_ = ApplyStats{batch->message_count(), batch->size_bytes(), 0, 0, false};
   auto sent = sock_.send(*batch, true);
   if (!sent.ok()) {
+    // The replacement was built from a reading of the table; another process may have changed
+    // the table between that reading and the commit (the kernel refused the batch whole, so
+    // nothing changed). Build it once more from a fresh reading.
+    batch = replacement(plan);
+    if (!batch.ok()) return batch.error();
+    stats_ = ApplyStats{batch->message_count(), batch->size_bytes(), 0, 0, false};
+    if (sock_.send(*batch, true).ok()) {
+      committed_ = plan;
+      return {};
+    }
+  }
+  if (!sent.ok()) {
     committed_.reset();  // the kernel kept its previous state, which we may not know exactly
     return sent;
   }

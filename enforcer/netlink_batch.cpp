@@ -5,6 +5,7 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/gen.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -789,7 +790,42 @@ Result<void> NetlinkSocket::dump(std::vector<char> request,
   return {};
 }
 
+Result<std::uint32_t> NetlinkSocket::generation() {
+  std::vector<char> req(MNL_SOCKET_BUFFER_SIZE);
+  nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETGEN, AF_UNSPEC, NLM_F_ACK, 0);
+  std::optional<std::uint32_t> id;
+  auto r = dump(std::move(req), [&](const nlmsghdr* n) {
+    std::unique_ptr<nftnl_gen, decltype(&nftnl_gen_free)> gen(nftnl_gen_alloc(), nftnl_gen_free);
+    if (gen && nftnl_gen_nlmsg_parse(n, gen.get()) == 0)
+      id = nftnl_gen_get_u32(gen.get(), NFTNL_GEN_ID);
+    return MNL_CB_OK;
+  });
+  if (!r.ok()) return make_error("reading the ruleset generation: " + r.error().message);
+  if (!id) return make_error("the kernel did not report the ruleset generation");
+  return *id;
+}
+
 Result<KernelTable> NetlinkSocket::read_table(const std::string& table) {
+  constexpr int kAttempts = 20;
+  Error last = make_error("");
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    auto before = generation();
+    if (!before.ok()) return before.error();
+    auto t = read_table_once(table);
+    auto after = generation();
+    if (!after.ok()) return after.error();
+    if (t.ok() && *before == *after) return t;
+    // EINTR is libmnl's report of NLM_F_DUMP_INTR: a commit happened during the dump.
+    if (!t.ok() && last_errno_ != EINTR && *before == *after) return t;
+    last = t.ok() ? make_error("the ruleset kept changing while it was read") : t.error();
+  }
+  return make_error("reading table inet " + table + ": " + last.message + " (" +
+                    std::to_string(kAttempts) +
+                    " attempts; is something rewriting nftables "
+                    "in a loop?)");
+}
+
+Result<KernelTable> NetlinkSocket::read_table_once(const std::string& table) {
   KernelTable out;
   {
     std::vector<char> req(MNL_SOCKET_BUFFER_SIZE);

@@ -115,13 +115,19 @@ class NetlinkSocket {
   // Sends the batch as one transaction. With commit=false the kernel validates it and aborts.
   Result<void> send(const NftBatch& batch, bool commit = true);
 
+  // A consistent view of one table: the chain and set lists are dumps that another process's
+  // commit (to any table) can interrupt or skew, so they are read between two reads of the
+  // ruleset generation and read again until the generation held still.
   Result<KernelTable> read_table(const std::string& table);
+  // The ruleset generation id, which every nftables commit increments.
+  Result<std::uint32_t> generation();
   Result<std::vector<KernelElement>> read_elements(const std::string& table,
                                                    const std::string& set);
   Result<std::vector<KernelRule>> read_rules(const std::string& table);
 
  private:
   explicit NetlinkSocket(mnl_socket* s);
+  Result<KernelTable> read_table_once(const std::string& table);
   Result<void> dump(std::vector<char> request, const std::function<int(const nlmsghdr*)>& on_msg);
   std::uint32_t next_seq() { return ++seq_; }
 

@@ -145,6 +145,10 @@ const char* labnet_bin() {
   const char* chosen = std::getenv("DRAWBRIDGE_LABNET");
   return chosen != nullptr && *chosen != '\0' ? chosen : DRAWBRIDGE_LABNET_BIN;
 }
+const char* controller_bin() {
+  const char* chosen = std::getenv("DRAWBRIDGE_CONTROLLER");
+  return chosen != nullptr && *chosen != '\0' ? chosen : DRAWBRIDGE_CONTROLLER_BIN;
+}
 const char* source_dir() {
   return DRAWBRIDGE_SOURCE_DIR;
 }

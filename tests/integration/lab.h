@@ -115,6 +115,8 @@ RunResult run_host(const std::vector<std::string>& argv, Millis timeout = 10s);
 // override them (as for vm/lab.sh), e.g. to test an installed enforcer.
 const char* enforcer_bin();
 const char* labnet_bin();
+// The controller binary; DRAWBRIDGE_CONTROLLER overrides the build's.
+const char* controller_bin();
 const char* source_dir();
 
 class NamespaceLab {
