@@ -1,6 +1,6 @@
 // What the SOC is told: one model for every event the enforcer emits (a denied connection, a
 // provider session starting or ending, an audit fact such as a policy applied), rendered by the
-// formatters (soc_formats.h) into ECS JSON, CEF, LEEF or RFC 5424 syslog. Plain data, no I/O.
+// formatters (event_format.h) into ECS JSON, CEF, LEEF or RFC 5424 syslog. Plain data, no I/O.
 #pragma once
 
 #include <chrono>
@@ -39,7 +39,8 @@ inline constexpr const char* kLogEpoch = "log-epoch";    // the NFLOG reader (re
 inline constexpr const char* kSpoolLoss = "event-loss";  // spool full: summaries compacted
 }  // namespace action
 
-enum class Direction : std::uint8_t { inbound, outbound, unknown };
+// Which way the connection went across the gateway (policy_model.h's Direction is a link's).
+enum class FlowDirection : std::uint8_t { inbound, outbound, unknown };
 
 // A connection's 5-tuple and where it crossed the gateway.
 struct Flow {
@@ -50,7 +51,7 @@ struct Flow {
   std::uint16_t destination_port = 0;  // for ICMP: type << 8 | code is NOT used; see icmp_*
   std::optional<std::uint8_t> icmp_type, icmp_code;
   std::string in_interface, out_interface;
-  Direction direction = Direction::unknown;
+  FlowDirection direction = FlowDirection::unknown;
   std::string tcp_flags;  // e.g. "SYN", "SYN,ACK"; empty when not TCP
 };
 
