@@ -147,6 +147,10 @@ Result<EnforcerConfig> load_config(const std::string& path) {
                             loc);
         cfg.priority = static_cast<int>(n);
       }
+    } else if (k == "events") {
+      auto events = read_events_config(node, path);
+      if (!events.ok()) return events.error();
+      cfg.events = std::move(*events);
     } else if (k == "controller") {
       auto link = read_controller(node, path);
       if (!link) return link.error();
@@ -154,7 +158,7 @@ Result<EnforcerConfig> load_config(const std::string& path) {
     } else {
       return make_error("unknown key '" + k +
                             "' (expected: policy, table, log_group, priority, state_dir, trust, "
-                            "expiry_warning_hours, controller)",
+                            "expiry_warning_hours, controller, events)",
                         loc);
     }
   }

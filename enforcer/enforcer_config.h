@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "enforcer/soc/events_config.h"
 
 namespace drawbridge {
 
@@ -36,6 +37,7 @@ struct EnforcerConfig {
   // How long before the applied policy's `expires` the daemon starts warning.
   std::chrono::seconds expiry_warning{24 * 3600};
   std::optional<ControllerLinkConfig> controller;
+  EventsConfig events;  // what the SOC is told and where it goes ([events])
 };
 
 // Reads a config file; unknown keys and wrong types are errors with file:line:col.

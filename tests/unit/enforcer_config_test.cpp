@@ -138,5 +138,73 @@ TEST_F(EnforcerConfigTest, UnknownTopLevelKeyListsController) {
             "state_dir, trust, expiry_warning_hours, controller)");
 }
 
+TEST_F(EnforcerConfigTest, EventsTableIsReadExactly) {
+  const auto r = load(R"(policy = "/p.toml"
+[events]
+organization = "Clinic East"
+aggregation_seconds = 30
+spool_max_mb = 16
+[events.audit_file]
+path = "/var/log/drawbridge/audit.jsonl"
+retention_days = 365
+[[events.syslog]]
+name = "soc"
+transport = "tls"
+host = "192.0.2.50"
+format = "cef"
+ca_file = "/etc/drawbridge/soc-ca.pem"
+server_name = "soc.example"
+pinned_sha256 = "AA:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99"
+[[events.syslog]]
+transport = "udp"
+host = "192.0.2.51"
+)");
+  ASSERT_TRUE(r.ok()) << r.error().str();
+  const auto& e = r->events;
+  EXPECT_EQ(e.organization, "Clinic East");
+  EXPECT_EQ(e.aggregation, std::chrono::seconds(30));
+  EXPECT_EQ(e.spool_max_bytes, 16u << 20);
+  ASSERT_TRUE(e.audit_file);
+  EXPECT_EQ(e.audit_file->retention, std::chrono::days(365));
+  EXPECT_EQ(e.audit_file->max_bytes, 64u << 20) << "default";
+  ASSERT_EQ(e.syslog.size(), 2u);
+  EXPECT_EQ(e.syslog[0].name, "soc");
+  EXPECT_EQ(e.syslog[0].port, 6514) << "TLS default port";
+  EXPECT_EQ(e.syslog[0].pinned_sha256,
+            "aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899");
+  EXPECT_EQ(e.syslog[1].name, "syslog2");
+  EXPECT_EQ(e.syslog[1].port, 514);
+  EXPECT_EQ(e.syslog[1].format, "ecs") << "default";
+}
+
+TEST_F(EnforcerConfigTest, NoEventsTableMeansDefaults) {
+  const auto r = load("policy = \"/p.toml\"\n");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->events.audit_file);
+  EXPECT_TRUE(r->events.syslog.empty());
+  EXPECT_EQ(r->events.aggregation, std::chrono::seconds(60));
+}
+
+TEST_F(EnforcerConfigTest, EventsErrorsAreLocated) {
+  EXPECT_EQ(error("[events]\naggregation_seconds = 0\n"),
+            "e.toml:2:23: 'aggregation_seconds' must be an integer from 1 to 3600");
+  EXPECT_EQ(error("[events]\ncolour = 1\n"),
+            "e.toml:2:10: unknown key 'colour' in [events] (expected: organization, "
+            "aggregation_seconds, spool_dir, spool_max_mb, audit_file, syslog)");
+  EXPECT_EQ(error("[[events.syslog]]\nhost = \"h\"\ntransport = \"carrier-pigeon\"\n"),
+            "e.toml:3:13: 'transport' must be \"udp\", \"tcp\" or \"tls\"");
+  EXPECT_EQ(error("[[events.syslog]]\nhost = \"h\"\ntransport = \"tls\"\n"),
+            "e.toml:1:1: [[events.syslog]] 'syslog1' uses TLS and needs 'ca_file': the CA that "
+            "signed the collector's certificate (anything else could pose as the SOC)");
+  EXPECT_EQ(error("[[events.syslog]]\nhost = \"h\"\nca_file = \"/ca.pem\"\n"),
+            "e.toml:1:1: [[events.syslog]] 'syslog1': ca_file, server_name and pinned_sha256 "
+            "apply only to transport = \"tls\"");
+  EXPECT_EQ(error("[[events.syslog]]\nname = \"a\"\nhost = \"h\"\n[[events.syslog]]\nname = "
+                  "\"a\"\nhost = \"h\"\n"),
+            "e.toml:1:1: two [[events.syslog]] outputs are named 'a'");
+  EXPECT_EQ(error("[events.audit_file]\nretention_days = 7\n"),
+            "e.toml:1:1: [events.audit_file] needs 'path'");
+}
+
 }  // namespace
 }  // namespace drawbridge
