@@ -115,8 +115,6 @@ Result<TrustConfig> parse_trust(std::string_view text, const std::string& path) 
   return trust;
 }
 
-namespace {}  // namespace
-
 Result<TrustedSigners> check_signatures(const Bundle& bundle, const TrustConfig& trust) {
   const auto invalid = bundle.invalid_signers();
   if (!invalid.empty()) {
@@ -138,7 +136,13 @@ Result<TrustedSigners> check_signatures(const Bundle& bundle, const TrustConfig&
     }
   }
   if (out.providers.empty() && out.customers.empty()) {
-    return make_error("no valid signature is from a trusted key");
+    std::string signers;
+    for (const auto& key : bundle.valid_signers()) {
+      signers += (signers.empty() ? "" : ", ") + key.id() + " (" + key.str() + ")";
+    }
+    return make_error("no valid signature is from a trusted key: signed only by " +
+                      (signers.empty() ? std::string("nobody") : signers) +
+                      ", which the trust file does not list");
   }
   return out;
 }

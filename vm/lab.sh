@@ -77,6 +77,12 @@ enforcer_bin() {
   realpath "${bin}"
 }
 
+controller_bin() {
+  local bin="${DRAWBRIDGE_CONTROLLER:-${REPO_DIR}/build/controller/drawbridge-controller}"
+  [[ -x "${bin}" ]] || die "controller not found at ${bin} (build it, or set DRAWBRIDGE_CONTROLLER)"
+  realpath "${bin}"
+}
+
 require_root() {
   [[ "$(id -u)" -eq 0 ]] || die "needs root (network namespaces)"
 }
@@ -268,6 +274,82 @@ show_probe() {
 
 DEMO_SURPRISES=0
 
+# wait_for_status CONFIG TEXT: polls `status --json` (spaces removed) until it contains TEXT.
+wait_for_status() {
+  local config="$1" pattern="$2" i
+  for i in $(seq 1 50); do
+    if in_ns msp "${CONTROLLER}" status --config "${config}" --json 2>/dev/null |
+      tr -d ' \n' | grep -qF "${pattern}"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# The MSP's controller pushes signed policies; the enforcer trusts only signatures.
+demo_distribution() {
+  local work="$1" d="$1/dist"
+  CONTROLLER="$(controller_bin)"
+  mkdir -p "${d}"
+  echo
+  echo "The MSP's controller: signed updates over ZeroMQ (CURVE), and one it cannot forge."
+  "${CONTROLLER}" keygen --out "${d}/msp" --curve >/dev/null
+  "${CONTROLLER}" keygen --out "${d}/gw" --curve >/dev/null
+  "${CONTROLLER}" keygen --out "${d}/intruder" >/dev/null
+  printf 'site = "lab"\nprovider_keys = ["%s"]\n' "$(cat "${d}/msp.pub")" >"${d}/trust.toml"
+  printf '%s\n' 'listen = "tcp://203.0.113.2:7400"' "curve_key = \"${d}/msp.curve\"" \
+    "state_dir = \"${d}/controller\"" 'heartbeat_seconds = 1' '' '[[enforcer]]' \
+    'site = "lab"' 'name = "gw"' "key = \"$(cat "${d}/gw.curve.pub")\"" >"${d}/controller.toml"
+  printf '%s\n' "trust = \"${d}/trust.toml\"" "state_dir = \"${work}/state\"" '' '[controller]' \
+    'endpoint = "tcp://203.0.113.2:7400"' "server_key = \"$(cat "${d}/msp.curve.pub")\"" \
+    "client_key = \"${d}/gw.curve\"" 'heartbeat_seconds = 1' >"${d}/enforcer.toml"
+  echo "\$ drawbridge-controller serve --config controller.toml   (in ${PREFIX}msp, 203.0.113.2:7400)"
+  in_ns msp "${CONTROLLER}" serve --config "${d}/controller.toml" </dev/null \
+    >"${d}/controller.log" 2>&1 &
+  local controller=$!
+  echo "\$ drawbridge-enforcer run --config enforcer.toml   (in ${PREFIX}gw: dials out, no local policy)"
+  ip netns exec "$(ns gw)" "${ENFORCER}" run --config "${d}/enforcer.toml" \
+    </dev/null >"${d}/enforcer.log" 2>&1 &
+  local daemon=$!
+  wait_for_status "${d}/controller.toml" '"state":"connected"' ||
+    die "the enforcer did not connect: $(cat "${d}/enforcer.log" "${d}/controller.log")"
+
+  # Serial 2: as before, and the provider may now also reach 10.20.0.10 on tcp/8080.
+  sed -e 's/^serial = 1$/serial = 2/' \
+    -e 's#^ports = \["tcp/3389", "udp/3389"\]#ports = ["tcp/3389", "udp/3389", "tcp/8080"]#' \
+    "${work}/demo.toml" >"${d}/serial2.toml"
+  DEMO_POLICY="${d}/serial2.toml"
+  "${CONTROLLER}" sign "${d}/serial2.toml" --key "${d}/msp" --out "${d}/serial2.bundle" >/dev/null
+  echo "\$ drawbridge-controller sign serial2.toml --key msp   (adds tcp/8080 to rdp-servers)"
+  echo "\$ drawbridge-controller publish serial2.bundle"
+  in_ns msp "${CONTROLLER}" publish "${d}/serial2.bundle" --config "${d}/controller.toml" |
+    sed 's/^/  /'
+  wait_for_status "${d}/controller.toml" '"applied_serial":2' ||
+    die "serial 2 was not applied: $(cat "${d}/enforcer.log")"
+  show_probe msp 203.0.113.2 10.20.0.10 tcp/8080 ALLOWED "provider acme"
+  show_probe msp 198.51.100.66 10.20.0.10 tcp/3389 DROPPED "attacker"
+
+  # Serial 3 lets the attacker's network in, signed by a key the gateway does not trust: an
+  # intruder in the MSP's controller can deliver it, but cannot make the enforcer accept it.
+  sed -e 's/^serial = 2$/serial = 3/' \
+    -e 's#^addresses = \["203.0.113.0/28"#addresses = ["198.51.100.0/24", "203.0.113.0/28"#' \
+    "${d}/serial2.toml" >"${d}/serial3.toml"
+  "${CONTROLLER}" sign "${d}/serial3.toml" --key "${d}/intruder" --out "${d}/serial3.bundle" \
+    >/dev/null
+  echo "\$ drawbridge-controller publish serial3.bundle   (an intruder's key; adds 198.51.100.0/24)"
+  in_ns msp "${CONTROLLER}" publish "${d}/serial3.bundle" --config "${d}/controller.toml" |
+    sed 's/^/  /'
+  wait_for_status "${d}/controller.toml" '"last_ack":"rejected"' ||
+    die "serial 3 was not refused: $(cat "${d}/enforcer.log")"
+  echo "\$ drawbridge-controller status"
+  in_ns msp "${CONTROLLER}" status --config "${d}/controller.toml" | sed 's/^/  /'
+  show_probe msp 198.51.100.66 10.20.0.10 tcp/3389 DROPPED "attacker"
+
+  kill -TERM "${daemon}" "${controller}" 2>/dev/null || true
+  wait "${daemon}" "${controller}" 2>/dev/null || true
+}
+
 lab_demo() {
   require_root
   ENFORCER="$(enforcer_bin)"
@@ -367,6 +449,9 @@ EOF
 
   kill -TERM "${daemon}" 2>/dev/null || true
   wait "${daemon}" 2>/dev/null || true
+
+  demo_distribution "${work}"
+
   echo
   if ((DEMO_SURPRISES)); then
     echo "${DEMO_SURPRISES} connection(s) did not match the policy."

@@ -123,7 +123,9 @@ TEST_F(TrustTest, RefusesWithoutATrustedSigner) {
   const auto v = evaluate(bundle(policy(), {&stranger_}), trust(), nullptr, now_);
   EXPECT_FALSE(v.accept);
   EXPECT_EQ(v.signers[0].role, KeyRole::unknown);
-  EXPECT_EQ(v.reason, "no valid signature is from a trusted key");
+  EXPECT_EQ(v.reason, "no valid signature is from a trusted key: signed only by " +
+                          stranger_.public_key().id() + " (" + stranger_.public_key().str() +
+                          "), which the trust file does not list");
 }
 
 TEST_F(TrustTest, RefusesAnotherSitesPolicy) {
