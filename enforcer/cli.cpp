@@ -19,6 +19,7 @@
 #include "enforcer/explain.h"
 #include "enforcer/kernel_state.h"
 #include "enforcer/nft_render.h"
+#include "enforcer/soc/audit_log.h"
 #include "enforcer/state_store.h"
 #include "enforcer/status_report.h"
 
@@ -320,6 +321,31 @@ int cmd_flush(const EnforcerConfig& cfg) {
   return kOk;
 }
 
+// Checks the audit file's hash chain; with `rotated`, each FILE is a live file and its rotated
+// predecessors are checked before it.
+int cmd_verify_log(const std::vector<std::string>& given, bool rotated) {
+  std::vector<std::string> files;
+  for (const auto& f : given) {
+    if (!rotated) {
+      files.push_back(f);
+      continue;
+    }
+    auto set = audit_log_files(f);
+    if (!set.ok()) {
+      std::cerr << set.error().str() << "\n";
+      return kFailed;
+    }
+    files.insert(files.end(), set->begin(), set->end());
+  }
+  auto result = verify_audit_log(files);
+  if (!result.ok()) {
+    std::cerr << result.error().str() << "\n";
+    return kFailed;
+  }
+  std::cout << format_verify_result(*result, files.size());
+  return result->intact ? kOk : kFailed;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -381,10 +407,20 @@ int run_cli(int argc, char** argv) {
   auto* flush = app.add_subcommand("flush", "Remove drawbridge's table (and nothing else)");
   settings.add_kernel_flags(flush, false);
 
+  std::vector<std::string> log_files;
+  bool with_rotated = false;
+  auto* verify_log = app.add_subcommand(
+      "verify-log", "Check the hash chain of the local audit file; name the first broken record");
+  verify_log->add_option("FILE", log_files, "Audit files, oldest first, checked as one chain")
+      ->required();
+  verify_log->add_flag("--rotated", with_rotated,
+                       "FILE is the live audit file: check its rotated files (FILE.<time>) first");
+
   if (auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
 
   if (*check) return cmd_check(policy_path, at);
   if (*expl) return cmd_explain(policy_path, from, to, port, at);
+  if (*verify_log) return cmd_verify_log(log_files, with_rotated);
 
   auto cfg = settings.resolve();
   if (!cfg.ok()) {
@@ -406,7 +442,7 @@ int run_cli(int argc, char** argv) {
   if (*apply) return cmd_apply(*cfg, dry_run);
   if (*run) {
     return run_daemon(DaemonOptions{cfg->policy, compile_options(*cfg), cfg->state_dir, cfg->trust,
-                                    cfg->expiry_warning, cfg->controller});
+                                    cfg->expiry_warning, cfg->controller, cfg->events});
   }
   return kUsage;
 }

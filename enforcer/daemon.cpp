@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "common/policy_parser.h"
 #include "common/trust.h"
@@ -19,6 +20,7 @@
 #include "enforcer/bundle_acceptance.h"
 #include "enforcer/controller_link.h"
 #include "enforcer/kernel_state.h"
+#include "enforcer/soc/event_pipeline.h"
 #include "enforcer/state_store.h"
 
 namespace drawbridge {
@@ -55,12 +57,19 @@ class Daemon {
   explicit Daemon(const DaemonOptions& o) : opt_(o), log_(spdlog::stderr_color_mt("enforcer")) {}
 
   int run() {
+    // Blocked before any thread starts (event delivery, ZeroMQ): threads inherit the mask, so
+    // these signals reach only the signalfd below and never kill the process from elsewhere.
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, s);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr);
     auto sock = NetlinkSocket::open();
     if (!sock.ok()) {
       log_->critical("{}", sock.error().message);
       return 1;
     }
     writer_.emplace(std::move(*sock));
+    start_events();
     if (!initial_policy()) {
       if (!opt_.controller) return 1;
       log_->warn(
@@ -70,10 +79,6 @@ class Daemon {
     if (policy_ && !apply("start", Mode::reconcile)) return 1;
     if (opt_.controller && !connect_controller()) return 1;
 
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&mask, s);
-    sigprocmask(SIG_BLOCK, &mask, nullptr);
     Fd sigfd(signalfd(-1, &mask, SFD_CLOEXEC));
     Fd timer(timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC));
     // Any change to any nftables table wakes us; the check that follows reads only chain
@@ -90,21 +95,38 @@ class Daemon {
       arm(timer.get());
       // zmq_poll waits on the control channel and on plain descriptors alike. Without a
       // monitor its slot watches the timer twice; without a controller the last slot is unused.
-      zmq_pollitem_t fds[5] = {{nullptr, sigfd.get(), ZMQ_POLLIN, 0},
-                               {nullptr, timer.get(), ZMQ_POLLIN, 0},
-                               {nullptr, monitor.ok() ? monitor->fd() : timer.get(), 0, 0},
+      // Slots that do not exist (no monitor, no controller, no event capture) watch the timer
+      // again with no events, so that the indexes stay fixed.
+      const int nflog = events_ ? events_->nflog_fd() : -1;
+      const int conntrack = events_ ? events_->conntrack_fd() : -1;
+      const auto fd_item = [&](int fd) {
+        return zmq_pollitem_t{nullptr, fd >= 0 ? fd : timer.get(),
+                              static_cast<short>(fd >= 0 ? ZMQ_POLLIN : 0), 0};
+      };
+      zmq_pollitem_t fds[7] = {fd_item(sigfd.get()),
+                               fd_item(timer.get()),
+                               fd_item(monitor.ok() ? monitor->fd() : -1),
+                               fd_item(nflog),
+                               fd_item(conntrack),
                                {link_ ? link_->socket_handle() : nullptr, 0, ZMQ_POLLIN, 0},
                                {link_ ? link_->monitor_handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-      if (monitor.ok()) fds[2].events = ZMQ_POLLIN;
-      const int nfds = link_ ? 5 : 3;
+      const int nfds = link_ ? 7 : 5;
       if (zmq_poll(fds, nfds, heartbeat_timeout_ms()) < 0) {
         if (zmq_errno() == EINTR) continue;
         log_->critical("poll failed: {}", zmq_strerror(zmq_errno()));
         return 1;
       }
+      if (events_) {
+        const Instant now = now_ms();
+        const Policy* in_force = policy_ ? &*policy_ : nullptr;
+        if (fds[3].revents & ZMQ_POLLIN) events_->on_nflog_readable(in_force, now);
+        if (fds[4].revents & ZMQ_POLLIN) {
+          events_->on_conntrack_readable(in_force, last_plan_ ? &*last_plan_ : nullptr, now);
+        }
+      }
       if (link_) {
-        if (fds[4].revents & ZMQ_POLLIN) on_link_events();
-        if (fds[3].revents & ZMQ_POLLIN) serve_controller();
+        if (fds[6].revents & ZMQ_POLLIN) on_link_events();
+        if (fds[5].revents & ZMQ_POLLIN) serve_controller();
         heartbeat_if_due();
       }
       if (fds[0].revents & ZMQ_POLLIN) {
@@ -123,6 +145,7 @@ class Daemon {
                 "stopping on signal {}; table inet {} stays in place and open windows "
                 "still close on their kernel timeouts",
                 si.ssi_signo, opt_.compile.table);
+            if (events_) events_->stop(policy_ ? &*policy_ : nullptr, now_ms());
             return 0;
           }
         }
@@ -155,6 +178,8 @@ class Daemon {
     if (!loaded.ok()) {
       log_->error("policy {} rejected, keeping what is applied:\n{}", opt_.policy_path,
                   loaded.error().message);
+      emit_audit(action::kPolicyRejected, "failure",
+                 opt_.policy_path + " rejected: " + loaded.error().message);
       return false;
     }
     for (const auto& note : loaded->notes) log_->info("{}", note);
@@ -206,9 +231,24 @@ class Daemon {
       log_->error("{}: applying serial {} failed, the kernel kept its previous state: {}", why,
                   policy_->serial, r.error().message);
       last_apply_error_ = r.error().message;
+      emit_audit(action::kPolicyRejected, "failure",
+                 std::string(why) + ": the kernel refused serial " +
+                     std::to_string(policy_->serial) + ": " + r.error().message);
       return false;
     }
     ruleset_hash_ = plan_fingerprint(plan);
+    {
+      const auto& st = writer_->last_stats();
+      auto e = audit_event(action::kPolicyApplied, "success",
+                           std::string(why) + ": site " + plan.site + " serial " +
+                               std::to_string(plan.serial) +
+                               (st.reconciled ? " already in the kernel" : " installed"));
+      e.labels["source"] = policy_source_;
+      e.labels["ruleset_hash"] = ruleset_hash_;
+      if (!bundle_hash_.empty()) e.labels["bundle_hash"] = bundle_hash_;
+      if (plan.locked_down) e.labels["lockdown"] = "true";
+      emit(std::move(e));
+    }
     log_open(plan, why);
     if (bundle_to_record_) {
       // Only once the kernel holds it does its serial become the one to beat.
@@ -256,6 +296,10 @@ class Daemon {
     if (!policy_->expires || now >= *policy_->expires || warned_serial_ == policy_->serial) return;
     if (*policy_->expires - now > opt_.expiry_warning) return;
     warned_serial_ = policy_->serial;
+    emit_audit(action::kExpiryWarning, "unknown",
+               "policy serial " + std::to_string(policy_->serial) + " expires " +
+                   format_instant(*policy_->expires) +
+                   ": after that all provider access closes until a newer policy is applied");
     log_->warn(
         "policy serial {} expires {} (in {} min): after that all provider access closes "
         "until a newer policy is applied",
@@ -279,8 +323,75 @@ class Daemon {
     warn_if_expiring(plan.compiled_at);
     if (plan.expired)
       log_->warn("policy serial {} has expired: all provider access is closed", plan.serial);
+    report_access_changes(plan);
     // The controller hears of every change at once (lockdown, expiry), not at the next beat.
     say(false);
+  }
+
+  // --- Events for the SOC ------------------------------------------------------------------
+  void start_events() {
+    EventPipelineOptions o;
+    o.events = opt_.events;
+    o.state_dir = opt_.state_dir;
+    o.log_group = opt_.compile.log_group;
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) o.observer.hostname = host;
+    o.observer.version = DRAWBRIDGE_VERSION;
+    o.observer.organization = opt_.events.organization;
+    std::vector<std::string> notes;
+    auto started = EventPipeline::start(o, now_ms(), &notes);
+    for (const auto& n : notes) log_->warn("events: {}", n);
+    if (!started.ok()) {
+      // Protection comes first: the kernel still drops what the policy denies. But the SOC
+      // will not hear of it, which must not go unnoticed.
+      log_->critical("events for the SOC are OFF: {}", started.error().message);
+      return;
+    }
+    events_ = std::move(*started);
+  }
+
+  void emit(SocEvent e) {
+    if (events_) events_->emit(std::move(e), policy_ ? &*policy_ : nullptr, now_ms());
+  }
+  void emit_audit(const char* action, const char* outcome, std::string message) {
+    emit(audit_event(action, outcome, std::move(message)));
+  }
+
+  // Window opened/closed (link and ticket), and the policy's expiry, as the kernel now holds them.
+  void report_access_changes(const RulesetPlan& plan) {
+    last_plan_ = plan;
+    std::set<std::pair<std::string, std::string>> now_open;
+    for (const auto& o : plan.openings) now_open.emplace(o.link, o.ticket.value_or(""));
+    for (const auto& o : plan.openings) {
+      if (open_links_.contains({o.link, o.ticket.value_or("")})) continue;
+      auto e = audit_event(action::kWindowOpened, "success",
+                           "link " + o.link + " opened by " +
+                               (o.ticket ? "grant " + *o.ticket : std::string("its window")) +
+                               (o.until == Instant::max() ? std::string(", no end")
+                                                          : " until " + format_instant(o.until)));
+      e.link = o.link;
+      e.provider = o.provider;
+      if (o.ticket) e.ticket = *o.ticket;
+      if (o.until != Instant::max()) e.last_seen = o.until;
+      emit(std::move(e));
+    }
+    for (const auto& [link, ticket] : open_links_) {
+      if (now_open.contains({link, ticket})) continue;
+      auto e = audit_event(action::kWindowClosed, "success",
+                           "link " + link + " closed" +
+                               (ticket.empty() ? std::string() : " (grant " + ticket + ")"));
+      e.link = link;
+      e.ticket = ticket;
+      emit(std::move(e));
+    }
+    open_links_ = std::move(now_open);
+    if (plan.expired && expired_reported_ != plan.serial) {
+      expired_reported_ = plan.serial;
+      emit_audit(action::kPolicyExpired, "failure",
+                 "policy serial " + std::to_string(plan.serial) +
+                     " has expired: all provider access is closed until a newer policy is "
+                     "applied");
+    }
   }
 
   // --- Control channel ---------------------------------------------------------------------
@@ -436,6 +547,7 @@ class Daemon {
     if (!loaded.ok()) {
       log_->error("{}", loaded.error().message);
       ack.reason = loaded.error().message;
+      emit_audit(action::kPolicyRejected, "failure", loaded.error().message);
       link_->send(encode(AckMessage{ack}));
       ++link_state_.bundles_rejected;
       link_state_.last_rejection = ack.reason;
@@ -491,9 +603,16 @@ class Daemon {
   }
 
   void arm(int timer) {
-    if (!policy_) return;
     const Instant now = now_ms();
-    Instant wake = next_reconcile_;
+    if (events_) events_->tick(policy_ ? &*policy_ : nullptr, now);
+    Instant wake = policy_ ? next_reconcile_ : Instant::max();
+    if (events_) {
+      if (auto due = events_->next_due()) wake = std::min(wake, *due);
+    }
+    if (!policy_) {
+      if (wake != Instant::max()) set_timer(timer, wake);
+      return;
+    }
     if (auto edge = next_edge(*policy_, now)) wake = std::min(wake, *edge);
     if (auto until = lockdown_until(opt_.state_dir, now); until && *until != Instant::max()) {
       wake = std::min(wake, *until);
@@ -502,6 +621,10 @@ class Daemon {
       const Instant warn_at = *policy_->expires - opt_.expiry_warning;
       if (warn_at > now) wake = std::min(wake, warn_at);
     }
+    set_timer(timer, wake);
+  }
+
+  void set_timer(int timer, Instant wake) {
     const auto since_epoch = wake.time_since_epoch();
     itimerspec its{};
     its.it_value.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(since_epoch).count();
@@ -524,6 +647,10 @@ class Daemon {
   std::string ruleset_hash_;   // plan fingerprint last put in the kernel
   std::string last_apply_error_;
   std::optional<ControllerLink> link_;
+  std::unique_ptr<EventPipeline> events_;
+  std::optional<RulesetPlan> last_plan_;  // what the kernel holds: attributes provider sessions
+  std::set<std::pair<std::string, std::string>> open_links_;  // (link, ticket) open now
+  std::optional<std::uint64_t> expired_reported_;
   Instant next_heartbeat_{};
   Instant last_heard_{};
   bool controller_heard_ = false;

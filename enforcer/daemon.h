@@ -23,6 +23,8 @@ struct DaemonOptions {
   // When set, the daemon also dials the controller: it says hello with what it holds, takes
   // newer bundles from it (checked by signature exactly like a file), and acknowledges each.
   std::optional<ControllerLinkConfig> controller;
+  // What the SOC is told and where it goes (denied packets, provider sessions, audit facts).
+  EventsConfig events;
 };
 
 // Returns the process exit code.

@@ -135,7 +135,7 @@ TEST_F(EnforcerConfigTest, ControllerErrorsAreLocated) {
 TEST_F(EnforcerConfigTest, UnknownTopLevelKeyListsController) {
   EXPECT_EQ(error("polcy = \"p.toml\"\n"),
             "e.toml:1:9: unknown key 'polcy' (expected: policy, table, log_group, priority, "
-            "state_dir, trust, expiry_warning_hours, controller)");
+            "state_dir, trust, expiry_warning_hours, controller, events)");
 }
 
 TEST_F(EnforcerConfigTest, EventsTableIsReadExactly) {

@@ -1,0 +1,367 @@
+#include "enforcer/soc/event_pipeline.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/window_schedule.h"
+#include "enforcer/soc/audit_log.h"
+#include "enforcer/soc/event_format.h"
+#include "enforcer/soc/event_sink.h"
+#include "enforcer/soc/event_spool.h"
+#include "enforcer/soc/nflog_reader.h"
+#include "enforcer/soc/session_tracker.h"
+#include "enforcer/soc/violation.h"
+#include "enforcer/state_store.h"
+
+namespace drawbridge {
+
+namespace {
+
+// Loss is reported at most this often, with the increments since the last report.
+constexpr auto kLossReportEvery = std::chrono::seconds(5);
+constexpr auto kStatusEvery = std::chrono::seconds(5);
+
+// The tamper-evident local file as an output: it takes events in spool order, so its hash chain
+// and sequence numbers follow the spool's exactly.
+class AuditFileOutput final : public EventOutput {
+ public:
+  AuditFileOutput(AuditLog log, Observer observer)
+      : log_(std::move(log)), observer_(std::move(observer)) {}
+  [[nodiscard]] std::string name() const override { return "audit-file"; }
+  Result<void> deliver(const SocEvent& event) override {
+    return log_.append(format_ecs_json(event, observer_), event.timestamp);
+  }
+
+ private:
+  AuditLog log_;
+  Observer observer_;
+};
+
+SyslogTransport transport_of(SyslogOutputConfig::Transport t) {
+  switch (t) {
+    case SyslogOutputConfig::Transport::udp:
+      return SyslogTransport::udp;
+    case SyslogOutputConfig::Transport::tcp:
+      return SyslogTransport::tcp;
+    case SyslogOutputConfig::Transport::tls:
+      return SyslogTransport::tls;
+  }
+  return SyslogTransport::tcp;
+}
+
+}  // namespace
+
+SocEvent audit_event(const char* action, std::string outcome, std::string message) {
+  SocEvent e;
+  e.kind = EventKind::audit;
+  e.action = action;
+  e.outcome = std::move(outcome);
+  e.message = std::move(message);
+  return e;
+}
+
+struct EventPipeline::Impl {
+  EventPipelineOptions opt;
+  std::unique_ptr<EventSpool> spool;
+  std::unique_ptr<Delivery> delivery;
+  std::optional<NflogReader> nflog;
+  std::optional<ConntrackListener> conntrack;
+  SessionTracker sessions;
+  ViolationAggregator aggregator;
+  std::vector<SocEvent> batch;  // made during one read, spooled together (one sync)
+  std::uint64_t emitted = 0;
+  std::uint64_t append_failures = 0;
+  NflogCounters reported{};  // the loss counters as of the last loss report
+  std::uint64_t conntrack_lost_reported = 0;
+  Instant next_loss_check{};
+  Instant next_status{};
+
+  explicit Impl(const EventPipelineOptions& o)
+      : opt(o), aggregator(AggregationOptions{o.events.aggregation, 10, 100'000}) {}
+
+  void stamp(SocEvent& e, const Policy* policy, Instant now) const {
+    if (e.timestamp == Instant{}) e.timestamp = now;
+    if (policy != nullptr) {
+      if (e.site.empty()) e.site = policy->site;
+      if (!e.serial) e.serial = policy->serial;
+    }
+  }
+
+  void flush_batch() {
+    if (batch.empty()) return;
+    const auto n = batch.size();
+    auto r = spool->append(std::move(batch));
+    batch.clear();
+    if (r.ok()) {
+      emitted += n;
+    } else {
+      // The spool counts what it could not keep; nothing else can be done from here.
+      append_failures += n;
+    }
+  }
+
+  void save_status(Instant now) {
+    if (now < next_status) return;
+    next_status = now + kStatusEvery;
+    const auto st = status();
+    nlohmann::json j{{"updated_at", format_instant(now)}, {"denied_received", st.denied_received},
+                     {"denied_lost", st.denied_lost},     {"enobufs", st.enobufs},
+                     {"parse_errors", st.parse_errors},   {"events_emitted", st.events_emitted},
+                     {"sessions_open", st.sessions_open}, {"conntrack_lost", st.conntrack_lost}};
+    j["outputs"] = nlohmann::json::array();
+    for (const auto& o : st.outputs) {
+      j["outputs"].push_back({{"name", o.name},
+                              {"delivered", o.delivered},
+                              {"backlog", o.backlog},
+                              {"compacted", o.compacted},
+                              {"failures", o.failures},
+                              {"failing", o.failing},
+                              {"last_error", o.last_error}});
+    }
+    (void)write_file_atomically(opt.state_dir + "/events.json", j.dump(2) + "\n");
+  }
+
+  EventPipelineStatus status() const {
+    EventPipelineStatus st;
+    if (nflog) {
+      const auto& t = nflog->totals();
+      st.denied_received = t.received;
+      st.denied_lost = t.seq_lost;
+      st.enobufs = t.enobufs;
+      st.parse_errors = t.parse_errors;
+    }
+    st.events_emitted = emitted;
+    st.sessions_open = sessions.open_sessions();
+    if (conntrack) st.conntrack_lost = conntrack->lost();
+    const auto spool_stats = spool->stats();
+    const auto outputs = delivery->status();
+    for (const auto& o : outputs) {
+      EventPipelineStatus::Output out;
+      out.name = o.name;
+      out.delivered = o.delivered;
+      out.failures = o.failures;
+      out.failing = o.failing;
+      out.last_error = o.last_error;
+      for (const auto& c : spool_stats.consumers) {
+        if (c.name == o.name) {
+          out.backlog = c.backlog;
+          out.compacted = c.compacted;
+        }
+      }
+      st.outputs.push_back(out);
+    }
+    return st;
+  }
+};
+
+EventPipeline::EventPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+EventPipeline::~EventPipeline() {
+  if (impl_ && impl_->delivery) impl_->delivery->stop();
+}
+
+Result<std::unique_ptr<EventPipeline>> EventPipeline::start(const EventPipelineOptions& options,
+                                                            Instant now,
+                                                            std::vector<std::string>* notes) {
+  auto impl = std::make_unique<Impl>(options);
+  const auto& ev = options.events;
+
+  std::vector<std::unique_ptr<EventOutput>> outputs;
+  // With no output configured, events still go somewhere an operator can read and verify: the
+  // audit file in the state directory.
+  std::optional<AuditFileConfig> audit = ev.audit_file;
+  if (!audit && ev.syslog.empty()) {
+    audit = AuditFileConfig{};
+    audit->path = options.state_dir + "/audit.jsonl";
+  }
+  if (audit) {
+    AuditLogOptions ao;
+    ao.path = audit->path;
+    ao.retention = audit->retention;
+    ao.max_bytes = audit->max_bytes;
+    auto log = AuditLog::open(ao, now, notes);
+    if (!log.ok()) return make_error("audit file: " + log.error().message);
+    outputs.push_back(std::make_unique<AuditFileOutput>(std::move(*log), options.observer));
+  }
+  for (const auto& s : ev.syslog) {
+    auto format = parse_event_format(s.format);
+    if (!format.ok()) return make_error("syslog output " + s.name + ": " + format.error().message);
+    SyslogOutputOptions so;
+    so.name = s.name;
+    so.transport = transport_of(s.transport);
+    so.host = s.host;
+    so.port = s.port;
+    so.ca_file = s.ca_file;
+    so.server_name = s.server_name;
+    so.pinned_sha256 = s.pinned_sha256;
+    const Observer observer = options.observer;
+    const EventFormat body = *format;
+    const int facility = s.facility;
+    const int pid = static_cast<int>(::getpid());
+    so.format = [observer, body, facility, pid](const SocEvent& e) {
+      return format_syslog(e, observer, body, facility, pid);
+    };
+    auto out = SyslogOutput::create(std::move(so));
+    if (!out.ok()) return make_error("syslog output " + s.name + ": " + out.error().message);
+    outputs.push_back(std::move(*out));
+  }
+
+  SpoolOptions spool;
+  spool.directory = ev.spool_dir.empty() ? options.state_dir + "/spool" : ev.spool_dir;
+  spool.max_bytes = ev.spool_max_bytes;
+  for (const auto& o : outputs) spool.consumers.push_back(o->name());
+  auto opened = EventSpool::open(std::move(spool), notes);
+  if (!opened.ok()) return make_error("event spool: " + opened.error().message);
+  impl->spool = std::move(*opened);
+
+  auto delivery = Delivery::start(*impl->spool, std::move(outputs));
+  if (!delivery.ok()) return make_error("event delivery: " + delivery.error().message);
+  impl->delivery = std::move(*delivery);
+
+  if (options.capture) {
+    auto nflog = NflogReader::open(options.log_group);
+    if (!nflog.ok()) {
+      // Without it denied packets are still dropped, but the SOC would not hear of them.
+      return make_error("NFLOG group " + std::to_string(options.log_group) + ": " +
+                        nflog.error().message);
+    }
+    impl->nflog.emplace(std::move(*nflog));
+    auto ct = ConntrackListener::open();
+    if (ct.ok()) {
+      for (const auto& w : ct->warnings()) {
+        if (notes) notes->push_back(w);
+      }
+      impl->conntrack.emplace(std::move(*ct));
+    } else if (notes) {
+      notes->push_back("no provider session events: " + ct.error().message);
+    }
+  }
+  auto pipeline = std::unique_ptr<EventPipeline>(new EventPipeline(std::move(impl)));
+  auto started = audit_event(action::kEnforcerStarted, "success",
+                             "drawbridge-enforcer " + options.observer.version + " started");
+  pipeline->emit(std::move(started), nullptr, now);
+  if (options.capture) {
+    // The kernel logs nothing while no socket is bound and restarts the sequence on a new
+    // bind: the SOC learns where a new count begins.
+    auto epoch = audit_event(action::kLogEpoch, "success",
+                             "reading denied packets from NFLOG group " +
+                                 std::to_string(options.log_group) + " (sequence restarts)");
+    epoch.labels["nflog_group"] = std::to_string(options.log_group);
+    pipeline->emit(std::move(epoch), nullptr, now);
+  }
+  return pipeline;
+}
+
+void EventPipeline::emit(SocEvent event, const Policy* policy, Instant now) {
+  impl_->stamp(event, policy, now);
+  impl_->batch.push_back(std::move(event));
+  impl_->flush_batch();
+}
+
+int EventPipeline::nflog_fd() const {
+  return impl_->nflog ? impl_->nflog->fd() : -1;
+}
+int EventPipeline::conntrack_fd() const {
+  return impl_->conntrack ? impl_->conntrack->fd() : -1;
+}
+
+void EventPipeline::on_nflog_readable(const Policy* policy, Instant now) {
+  if (!impl_->nflog) return;
+  auto& im = *impl_;
+  im.nflog->read_available([&](const LoggedPacket& p) {
+    auto prefix = parse_log_prefix(p.prefix);
+    if (!prefix.ok()) return;  // another tool's rule logging to our group: not ours to report
+    const Instant seen = p.kernel_time.value_or(now);
+    SocEvent denial = attribute_denial(*prefix, p.flow, seen, policy);
+    if (auto e = im.aggregator.observe(denial, now)) {
+      im.stamp(*e, policy, now);
+      im.batch.push_back(std::move(*e));
+    }
+  });
+  im.flush_batch();
+}
+
+void EventPipeline::on_conntrack_readable(const Policy* policy, const RulesetPlan* plan,
+                                          Instant now) {
+  if (!impl_->conntrack) return;
+  auto& im = *impl_;
+  im.conntrack->read_available([&](const ConntrackEvent& ct) {
+    if (policy == nullptr || plan == nullptr) return;
+    if (auto e = im.sessions.observe(ct, *policy, *plan, now)) {
+      im.stamp(*e, policy, now);
+      im.batch.push_back(std::move(*e));
+    }
+  });
+  im.flush_batch();
+}
+
+void EventPipeline::tick(const Policy* policy, Instant now) {
+  auto& im = *impl_;
+  for (auto& e : im.aggregator.flush_due(now)) {
+    im.stamp(e, policy, now);
+    im.batch.push_back(std::move(e));
+  }
+  if (now >= im.next_loss_check) {
+    im.next_loss_check = now + kLossReportEvery;
+    if (im.nflog) {
+      const auto& t = im.nflog->totals();
+      const auto lost = t.seq_lost - im.reported.seq_lost;
+      const auto overflows = t.enobufs - im.reported.enobufs;
+      if (lost > 0 || overflows > 0) {
+        auto e = audit_event(action::kLogLoss, "failure",
+                             std::to_string(lost) +
+                                 " denied packet(s) were logged by the kernel "
+                                 "but not read (socket queue overflowed " +
+                                 std::to_string(overflows) +
+                                 " time(s)); the packets were "
+                                 "still dropped");
+        e.labels["lost"] = std::to_string(lost);
+        e.labels["enobufs"] = std::to_string(overflows);
+        e.labels["lost_total"] = std::to_string(t.seq_lost);
+        e.packets = lost;
+        im.stamp(e, policy, now);
+        im.batch.push_back(std::move(e));
+        im.reported = t;
+      }
+    }
+    if (im.conntrack && im.conntrack->lost() > im.conntrack_lost_reported) {
+      auto e = audit_event(action::kLogLoss, "failure",
+                           "provider session events were lost (conntrack socket overflowed)");
+      e.labels["conntrack_overflows"] =
+          std::to_string(im.conntrack->lost() - im.conntrack_lost_reported);
+      im.conntrack_lost_reported = im.conntrack->lost();
+      im.stamp(e, policy, now);
+      im.batch.push_back(std::move(e));
+    }
+  }
+  im.flush_batch();
+  im.save_status(now);
+}
+
+std::optional<Instant> EventPipeline::next_due() const {
+  auto due = impl_->aggregator.next_due();
+  const Instant loss = impl_->next_loss_check;
+  if (impl_->nflog) due = due ? std::min(*due, loss) : loss;
+  return due;
+}
+
+void EventPipeline::stop(const Policy* policy, Instant now) {
+  auto& im = *impl_;
+  for (auto& e : im.aggregator.flush_all(now)) {
+    im.stamp(e, policy, now);
+    im.batch.push_back(std::move(e));
+  }
+  auto stopped = audit_event(action::kEnforcerStopped, "success", "drawbridge-enforcer stopped");
+  im.stamp(stopped, policy, now);
+  im.batch.push_back(std::move(stopped));
+  im.flush_batch();
+  im.next_status = Instant{};
+  im.save_status(now);
+}
+
+EventPipelineStatus EventPipeline::status() const {
+  return impl_->status();
+}
+
+}  // namespace drawbridge
