@@ -2,6 +2,7 @@
 
 #include <linux/netfilter/nf_tables.h>
 
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -39,6 +40,11 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
                                  const std::string& state_dir) {
   StatusReport r;
   r.table = table;
+  if (std::ifstream in(state_dir + "/events.json"); in) {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    r.events_json = ss.str();
+  }
   if (auto link = load_link_state(state_dir); link.ok()) {
     r.link = *link;
   } else {
@@ -173,6 +179,20 @@ std::string format_status(const StatusReport& r) {
         << "; failed handshakes: " << l.handshake_failures << "\n";
     if (!l.last_rejection.empty()) out << "  last rejection: " << l.last_rejection << "\n";
   }
+  if (!r.events_json.empty()) {
+    const auto j = nlohmann::json::parse(r.events_json, nullptr, false);
+    if (j.is_object()) {
+      out << "events (as of " << j.value("updated_at", "?") << "): " << j.value("events_emitted", 0)
+          << " emitted; denied packets read " << j.value("denied_received", 0) << ", lost "
+          << j.value("denied_lost", 0) << " (queue overflows " << j.value("enobufs", 0)
+          << "); provider sessions open " << j.value("sessions_open", 0) << "\n";
+      for (const auto& o : j.value("outputs", nlohmann::json::array())) {
+        out << "  output " << o.value("name", "?") << ": delivered " << o.value("delivered", 0)
+            << ", waiting " << o.value("backlog", 0) << ", compacted " << o.value("compacted", 0)
+            << (o.value("failing", false) ? ", FAILING: " + o.value("last_error", "") : "") << "\n";
+      }
+    }
+  }
   for (const auto& p : r.problems) out << "PROBLEM: " << p << "\n";
   return out.str();
 }
@@ -218,6 +238,10 @@ std::string status_json(const StatusReport& r) {
                        {"refused_by_controller", l.refused_by_controller},
                        {"handshake_failures", l.handshake_failures},
                        {"last_rejection", l.last_rejection}};
+  }
+  if (!r.events_json.empty()) {
+    const auto events = nlohmann::json::parse(r.events_json, nullptr, false);
+    if (!events.is_discarded()) j["events"] = events;
   }
   j["problems"] = r.problems;
   return j.dump(2);

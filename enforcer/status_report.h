@@ -34,6 +34,7 @@ struct StatusReport {
   std::vector<LinkCounters> links;
   std::uint64_t guard_denied = 0;
   std::optional<LinkState> link;      // the control channel, when a controller is configured
+  std::string events_json;            // <state_dir>/events.json as the daemon last wrote it
   std::vector<std::string> problems;  // things an operator must look at
 };
 

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/window_schedule.h"
 #include "enforcer/soc/audit_log.h"
@@ -356,6 +358,16 @@ void EventPipeline::stop(const Policy* policy, Instant now) {
   im.stamp(stopped, policy, now);
   im.batch.push_back(std::move(stopped));
   im.flush_batch();
+  // Give working outputs a moment to take what is spooled (a failing one keeps it spooled for
+  // the next start), so that the last status says what really is still waiting.
+  for (int i = 0; i < 40; ++i) {
+    const auto st = im.status();
+    if (std::none_of(st.outputs.begin(), st.outputs.end(),
+                     [](const auto& o) { return o.backlog > 0 && !o.failing; })) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   im.next_status = Instant{};
   im.save_status(now);
 }

@@ -120,6 +120,12 @@ ports = ["tcp/22"]
   daemon.kill(SIGTERM);  // flushes what the aggregator holds
   ASSERT_EQ(daemon.wait(10s).exit_code, 0);
 
+  // `status` shows the SOC side as the daemon left it: nothing left waiting, nothing lost.
+  const auto status = lab_->enforcer({"status", "--state-dir", state_});
+  EXPECT_NE(status.out.find(", lost 0 (queue overflows 0)"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("output audit-file: delivered"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("waiting 0, compacted 0"), std::string::npos) << status.out;
+
   const auto events = audit_events(audit_);
   const auto find = [&](auto pred) { return std::find_if(events.begin(), events.end(), pred); };
   auto attacker =
