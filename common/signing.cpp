@@ -15,6 +15,8 @@
 #include <span>
 #include <utility>
 
+#include "common/text_encoding.h"
+
 namespace drawbridge {
 
 namespace {
@@ -159,13 +161,7 @@ std::string PublicKey::id() const {
   // generichash cannot produce fewer than 16 bytes; the id is the first 4 of them.
   std::array<std::uint8_t, crypto_generichash_BYTES_MIN> hash{};
   crypto_generichash(hash.data(), hash.size(), bytes.data(), bytes.size(), nullptr, 0);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < 4; ++i) {
-    out += kHex[hash[i] >> 4];
-    out += kHex[hash[i] & 0xf];
-  }
-  return out;
+  return to_hex(std::span(hash).first(4));
 }
 
 // ---- SecretKey

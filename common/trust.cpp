@@ -8,13 +8,11 @@
 #include <sstream>
 #include <string_view>
 
+#include "common/toml_location.h"
+
 namespace drawbridge {
 
 namespace {
-
-SourceLocation where(const std::string& path, const toml::source_region& r) {
-  return SourceLocation{path, static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
-}
 
 bool contains(const std::vector<PublicKey>& keys, const PublicKey& key) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();

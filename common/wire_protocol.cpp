@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/text_encoding.h"
+
 namespace drawbridge {
 
 namespace {
@@ -207,14 +209,7 @@ std::string bundle_hash(std::string_view bundle_bytes) {
   crypto_generichash(digest, sizeof digest,
                      reinterpret_cast<const unsigned char*>(bundle_bytes.data()),
                      bundle_bytes.size(), nullptr, 0);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(64);
-  for (unsigned char b : digest) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
+  return to_hex(std::span<const std::uint8_t>(digest));
 }
 
 const char* ack_result_name(AckResult r) {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <sstream>
 
+#include "common/atomic_file.h"
 #include "common/command_line.h"
 #include "common/curve_keys.h"
 #include "common/policy_parser.h"
@@ -52,36 +53,6 @@ Result<std::string> read_file(const std::string& path, std::size_t limit) {
   }
   if (in.bad()) return make_error("cannot read " + path);
   return data;
-}
-
-// Replaces `path` atomically: readers see the old file or the new one, never a torn write, and
-// a crash leaves one of the two on disk (temp file, fsync, rename, fsync of the directory).
-Result<void> write_atomically(const std::string& path, std::string_view data) {
-  const std::filesystem::path target(path);
-  const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
-  std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) return make_error("cannot create a temporary file next to " + path);
-  bool ok = ::fchmod(fd, 0644) == 0;  // bundles are public: their signatures protect them
-  for (std::string_view rest = data; ok && !rest.empty();) {
-    const ssize_t n = ::write(fd, rest.data(), rest.size());
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) rest.remove_prefix(static_cast<std::size_t>(n));
-  }
-  ok = ok && ::fsync(fd) == 0;
-  ok = (::close(fd) == 0) && ok;
-  ok = ok && ::rename(tmp.c_str(), path.c_str()) == 0;
-  if (!ok) {
-    const std::string reason = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return make_error("cannot write " + path + ": " + reason);
-  }
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return {};
 }
 
 std::string signer_list(const Bundle& b) {
@@ -165,7 +136,7 @@ int cmd_sign(const std::string& input, const std::string& key_path, std::string 
   }
 
   bundle.sign_with(*key);
-  if (auto written = write_atomically(out, bundle.encode()); !written) {
+  if (auto written = write_file_atomically(out, bundle.encode()); !written) {
     return fail(written.error().str());
   }
   const auto pub = key->public_key();

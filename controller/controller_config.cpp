@@ -8,6 +8,8 @@
 #include <optional>
 #include <string_view>
 
+#include "common/toml_location.h"
+
 namespace drawbridge {
 
 namespace {
@@ -16,10 +18,6 @@ constexpr std::size_t kMaxNameLength = 64;
 constexpr std::int64_t kMaxHeartbeatSeconds = 3600;
 constexpr std::int64_t kMaxStaleSeconds = 7 * 24 * 3600;
 constexpr std::string_view kAdminSocket = "/admin.sock";
-
-SourceLocation where(const std::string& path, const toml::source_region& r) {
-  return SourceLocation{path, static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
-}
 
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');

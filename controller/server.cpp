@@ -19,8 +19,10 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/log_throttle.h"
 #include "common/policy_parser.h"
 #include "common/signing.h"
+#include "common/text_encoding.h"
 #include "common/wire_protocol.h"
 #include "controller/fleet_store.h"
 #include "controller/push_rule.h"
@@ -49,16 +51,6 @@ nlohmann::json opt_time(const std::optional<FleetTime>& t) {
 }
 nlohmann::json opt_serial(const std::optional<std::uint64_t>& s) {
   return s ? nlohmann::json(*s) : nlohmann::json(nullptr);
-}
-
-std::string hex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += kHex[c >> 4];
-    out += kHex[c & 0xf];
-  }
-  return out;
 }
 
 // A connection as ZeroMQ sees it. Peers are identified by the ZAP User-Id (their CURVE key),
@@ -286,9 +278,6 @@ class Controller {
     if (auto ok = store_->count(what); !ok.ok()) log_->error("{}", ok.error().message);
   }
 
-  // Logs the first few and then every power of two, so that a flood cannot flood the log.
-  bool worth_logging(std::uint64_t n) { return n <= 5 || (n & (n - 1)) == 0; }
-
   // --- ZAP (RFC 27): admit exactly the configured CURVE keys -------------------------------
   bool serve_zap(zmq::socket_t& zap) {
     std::vector<zmq::message_t> req;
@@ -376,7 +365,7 @@ class Controller {
     auto decoded = decode_enforcer_message(msg[1].to_string_view(), msg[2].to_string_view());
     if (!decoded.ok()) {
       Peer& p = peers_[routing_id];
-      const std::string who = user_id.empty() ? "peer " + hex(routing_id) : describe(user_id);
+      const std::string who = user_id.empty() ? "peer " + to_hex(routing_id) : describe(user_id);
       count(decoded.error().message.starts_with("unknown message type") ? "unknown_type"
                                                                         : "malformed_messages");
       if (worth_logging(++p.bad_messages)) {
@@ -802,36 +791,6 @@ int run_controller(const ControllerConfig& config, const std::string& config_pat
   } catch (const std::exception& e) {
     spdlog::critical("controller stopped: {}", e.what());
     return 1;
-  }
-}
-
-Result<std::string> admin_request(const std::string& endpoint,
-                                  const std::vector<std::string>& frames,
-                                  std::chrono::milliseconds timeout) {
-  try {
-    zmq::context_t ctx;
-    zmq::socket_t req(ctx, zmq::socket_type::req);
-    req.set(zmq::sockopt::linger, 0);
-    req.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
-    req.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout.count()));
-    req.connect(endpoint);
-    std::vector<zmq::const_buffer> parts;
-    for (const auto& f : frames) parts.push_back(zmq::buffer(f));
-    if (!zmq::send_multipart(req, parts)) {
-      return make_error("the controller does not answer on " + endpoint);
-    }
-    std::vector<zmq::message_t> reply;
-    if (!zmq::recv_multipart(req, std::back_inserter(reply))) {
-      return make_error("no answer from the controller on " + endpoint + " within " +
-                        std::to_string(timeout.count()) +
-                        " ms: is `drawbridge-controller serve` "
-                        "running with this state directory?");
-    }
-    if (reply.size() != 2) return make_error("malformed reply from the controller");
-    if (reply[0].to_string() != "ok") return make_error(reply[1].to_string());
-    return reply[1].to_string();
-  } catch (const zmq::error_t& e) {
-    return make_error("cannot reach the controller on " + endpoint + ": " + e.what());
   }
 }
 

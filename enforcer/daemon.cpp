@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <set>
 
+#include "common/log_throttle.h"
 #include "common/policy_parser.h"
 #include "common/trust.h"
 #include "common/window_schedule.h"
@@ -472,7 +473,7 @@ class Daemon {
           }
           break;
         case ControllerLink::Event::refused_auth:
-          if (worth_logging(++link_state_.refused_by_controller)) {
+          if (worth_logging(++link_state_.refused_by_controller, 3)) {
             log_->error(
                 "the controller refused this enforcer's CURVE key ({} time(s)): is its public "
                 "key in the controller's config?",
@@ -481,7 +482,7 @@ class Daemon {
           }
           break;
         case ControllerLink::Event::handshake_failed:
-          if (worth_logging(++link_state_.handshake_failures)) {
+          if (worth_logging(++link_state_.handshake_failures, 3)) {
             log_->error(
                 "CURVE handshake with {} failed ({} time(s)): is `server_key` the controller's "
                 "public key?",
@@ -492,9 +493,6 @@ class Daemon {
       }
     }
   }
-
-  // The first few, then every power of two: a misconfiguration must not flood the journal.
-  static bool worth_logging(std::uint64_t n) { return n <= 3 || (n & (n - 1)) == 0; }
 
   long heartbeat_timeout_ms() const {
     if (!link_) return -1;
@@ -508,7 +506,7 @@ class Daemon {
       if (!msg) return;
       if (!msg->ok()) {
         ++link_state_.bad_messages;
-        if (worth_logging(link_state_.bad_messages)) {
+        if (worth_logging(link_state_.bad_messages, 3)) {
           log_->warn("from the controller: {} (dropped; {} bad message(s) so far)",
                      msg->error().message, link_state_.bad_messages);
           save_link_state_now();

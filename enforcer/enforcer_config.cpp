@@ -7,14 +7,11 @@
 #include <string_view>
 
 #include "common/curve_keys.h"
+#include "common/toml_location.h"
 
 namespace drawbridge {
 
 namespace {
-
-SourceLocation where(const std::string& path, const toml::source_region& r) {
-  return SourceLocation{path, static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
-}
 
 bool is_endpoint(std::string_view s) {
   for (const std::string_view scheme : {"tcp://", "ipc://"}) {

@@ -26,40 +26,6 @@ Error sys_error(const std::string& what, const std::string& path) {
 
 }  // namespace
 
-Result<void> write_file_atomically(const std::string& path, const std::string& content) {
-  const std::filesystem::path p(path);
-  std::error_code ec;
-  std::filesystem::create_directories(p.parent_path(), ec);
-  if (ec) return make_error("cannot create " + p.parent_path().string() + ": " + ec.message());
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return sys_error("cannot create", tmp);
-  std::size_t done = 0;
-  while (done < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      auto err = sys_error("cannot write", tmp);
-      ::close(fd);
-      return err;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    auto err = sys_error("cannot sync", tmp);
-    ::close(fd);
-    return err;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_error("cannot rename onto", path);
-  const int dfd = ::open(p.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return {};
-}
-
 Result<void> save_applied(const std::string& state_dir, const AppliedState& s) {
   nlohmann::json j{{"table", s.table},
                    {"site", s.site},

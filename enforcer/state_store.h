@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "common/atomic_file.h"
 #include "common/policy_model.h"
 #include "common/result.h"
 
@@ -52,8 +53,5 @@ struct LinkState {
 Result<void> save_link_state(const std::string& state_dir, const LinkState& state);
 // nullopt when no daemon with a controller has run with this state directory.
 Result<std::optional<LinkState>> load_link_state(const std::string& state_dir);
-
-// Writes `content` to `path` atomically (temp + fsync + rename + directory fsync).
-Result<void> write_file_atomically(const std::string& path, const std::string& content);
 
 }  // namespace drawbridge

@@ -114,4 +114,19 @@ std::string community_id(const Flow& flow, std::uint16_t seed) {
   return "1:" + base64(digest.data(), static_cast<int>(digest_size));
 }
 
+std::string transport_name(std::uint8_t proto) {
+  switch (proto) {
+    case 6:
+      return "tcp";
+    case 17:
+      return "udp";
+    case 1:
+      return "icmp";
+    case 58:
+      return "ipv6-icmp";
+    default:
+      return "proto " + std::to_string(proto);
+  }
+}
+
 }  // namespace drawbridge

@@ -92,6 +92,10 @@ struct Observer {
   std::string organization;  // optional, from the config
 };
 
+// A protocol number as events name it in messages: "tcp", "udp", "icmp", "ipv6-icmp", or
+// "proto N".
+[[nodiscard]] std::string transport_name(std::uint8_t protocol);
+
 // Community ID v1 (https://github.com/corelight/community-id-spec) of a flow, "1:<base64>", so
 // events join with Suricata and Zeek records of the same connection. Seed 0.
 std::string community_id(const Flow& flow, std::uint16_t seed = 0);

@@ -30,6 +30,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/text_encoding.h"
+
 namespace drawbridge {
 
 namespace {
@@ -138,13 +140,7 @@ std::string sha256_hex(const unsigned char* data, std::size_t size) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(data, size, md, &len, EVP_sha256(), nullptr) != 1) return {};
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(digits[md[i] >> 4]);
-    out.push_back(digits[md[i] & 0xF]);
-  }
-  return out;
+  return to_hex(std::span<const std::uint8_t>(md, len));
 }
 
 // SHA-256 of the DER certificate and of its DER SubjectPublicKeyInfo.

@@ -4,13 +4,11 @@
 
 #include <set>
 
+#include "common/toml_location.h"
+
 namespace drawbridge {
 
 namespace {
-
-SourceLocation where(const std::string& path, const toml::source_region& r) {
-  return SourceLocation{path, static_cast<int>(r.begin.line), static_cast<int>(r.begin.column)};
-}
 
 // Reads the keys of one table through `on_key`, which returns an error or nullopt; a key it does
 // not know is reported with the list of the keys it does.

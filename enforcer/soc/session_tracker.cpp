@@ -168,21 +168,6 @@ bool parse_counters(const nlattr* nest, std::uint64_t& packets, std::uint64_t& b
 
 // --- attribution ---------------------------------------------------------------------------
 
-std::string transport_name(std::uint8_t proto) {
-  switch (proto) {
-    case 6:
-      return "tcp";
-    case 17:
-      return "udp";
-    case 1:
-      return "icmp";
-    case 58:
-      return "ipv6-icmp";
-    default:
-      return "proto " + std::to_string(proto);
-  }
-}
-
 std::string endpoint(const Address& a, std::uint16_t port, std::uint8_t proto) {
   if (!has_ports(proto)) return a.str();
   const std::string addr = a.family == Family::v6 ? "[" + a.str() + "]" : a.str();

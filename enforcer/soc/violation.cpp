@@ -8,21 +8,6 @@ namespace {
 
 constexpr std::string_view kPrefixHead = "drawbridge:";
 
-std::string transport_name(std::uint8_t proto) {
-  switch (proto) {
-    case 6:
-      return "tcp";
-    case 17:
-      return "udp";
-    case 1:
-      return "icmp";
-    case 58:
-      return "ipv6-icmp";
-    default:
-      return "proto " + std::to_string(proto);
-  }
-}
-
 std::string endpoint(const Address& a, std::uint16_t port, std::uint8_t proto) {
   const bool has_port = proto == 6 || proto == 17;
   const std::string addr = a.family == Family::v6 ? "[" + a.str() + "]" : a.str();
