@@ -2,9 +2,11 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/net_types.h"
 #include "common/text_encoding.h"
 
 namespace drawbridge {
@@ -72,6 +74,15 @@ class Reader {
     return it->get<bool>();
   }
 
+  // The array under `key` (required), or nullptr after recording why not.
+  const json* array(const char* key) {
+    seen_.insert(key);
+    const auto it = find(key, true);
+    if (!it) return nullptr;
+    if (!it->is_array()) return fail(std::string("'") + key + "' must be an array"), nullptr;
+    return it;
+  }
+
   int integer(const char* key) {
     seen_.insert(key);
     const auto it = find(key, true);
@@ -80,6 +91,11 @@ class Reader {
         it->get<std::int64_t>() > 1'000'000)
       return fail(std::string("'") + key + "' must be a small integer"), 0;
     return it->get<int>();
+  }
+
+  // Records why the message is refused (the first reason wins); also for checks across fields.
+  void fail(std::string why) {
+    if (error_.empty()) error_ = std::move(why);
   }
 
   // Unknown fields are refused: a peer speaking another dialect must be noticed, not half-read.
@@ -105,9 +121,6 @@ class Reader {
       return nullptr;
     }
     return &*it;
-  }
-  void fail(std::string why) {
-    if (error_.empty()) error_ = std::move(why);
   }
 
   std::string_view type_;
@@ -135,6 +148,79 @@ Result<EnforcerState> read_state(std::string_view type, std::string_view body) {
   return s;
 }
 
+constexpr const char* kEventKinds[] = {"violation", "session_start", "session_end", "audit"};
+
+// The fields of one event that the controller reads, typed; everything else is kept verbatim.
+// Returns the reason when the event cannot be taken.
+std::string read_event(const json& j, UpstreamEvent& e) {
+  if (!j.is_object()) return "is not a JSON object";
+  e.json = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (e.json.size() > kMaxUpstreamEventBytes) {
+    return "is " + std::to_string(e.json.size()) + " bytes, more than " +
+           std::to_string(kMaxUpstreamEventBytes);
+  }
+  const auto seq = j.find("seq");
+  if (seq == j.end() || !seq->is_number_unsigned()) return "needs 'seq', a non-negative integer";
+  e.sequence = seq->get<std::uint64_t>();
+  const auto ts = j.find("ts");
+  if (ts == j.end() || !ts->is_number_integer()) return "needs 'ts', integer milliseconds";
+  e.time_ms = ts->get<std::int64_t>();
+  const auto kind = j.find("kind");
+  if (kind == j.end() || !kind->is_string()) return "needs 'kind', a string";
+  e.kind = kind->get<std::string>();
+  if (std::find(std::begin(kEventKinds), std::end(kEventKinds), e.kind) == std::end(kEventKinds)) {
+    return "has an unknown kind '" + e.kind.substr(0, 32) + "'";
+  }
+  for (auto [key, out] : {std::pair{"action", &e.action}, std::pair{"outcome", &e.outcome},
+                          std::pair{"reason", &e.reason}, std::pair{"rule", &e.rule},
+                          std::pair{"message", &e.message}}) {
+    const auto it = j.find(key);
+    if (it == j.end()) continue;
+    if (!it->is_string()) return std::string("'") + key + "' must be a string";
+    *out = it->get<std::string>();
+  }
+  if (const auto it = j.find("packets"); it != j.end()) {
+    if (!it->is_number_unsigned()) return "'packets' must be a non-negative integer";
+    e.packets = it->get<std::uint64_t>();
+  }
+  if (const auto it = j.find("flow"); it != j.end()) {
+    if (!it->is_object()) return "'flow' must be an object";
+    const auto src = it->find("src");
+    if (src == it->end() || !src->is_string() || !Address::parse(src->get<std::string>())) {
+      return "'flow.src' must be an IP address";
+    }
+    e.source = src->get<std::string>();
+  }
+  return {};
+}
+
+Result<EnforcerMessage> read_events(std::string_view type, std::string_view body) {
+  Reader r(type, body);
+  EventsMessage m;
+  m.site = r.text("site");
+  m.stream = r.text("stream", 64);
+  if (r.ok() && m.stream.empty()) r.fail("'stream' must not be empty");
+  const json* events = r.array("events");
+  if (events != nullptr) {
+    if (events->empty() || events->size() > kMaxEventsPerMessage) {
+      r.fail("'events' must hold 1 to " + std::to_string(kMaxEventsPerMessage) + " events");
+    } else {
+      for (std::size_t i = 0; i < events->size() && r.ok(); ++i) {
+        UpstreamEvent e;
+        if (auto why = read_event((*events)[i], e); !why.empty()) {
+          r.fail("event " + std::to_string(i) + " " + why);
+        } else if (!m.events.empty() && e.sequence <= m.events.back().sequence) {
+          r.fail("event " + std::to_string(i) + " does not follow its predecessor's sequence");
+        } else {
+          m.events.push_back(std::move(e));
+        }
+      }
+    }
+  }
+  if (auto done = r.finish(); !done.ok()) return done.error();
+  return EnforcerMessage{EventsUpMessage{std::move(m)}};
+}
+
 }  // namespace
 
 Frames encode(const HelloMessage& m) {
@@ -152,6 +238,21 @@ Frames encode(const AckMessage& m) {
             {"reason", a.reason.substr(0, kMaxReason)}};
   j["serial"] = a.serial ? json(*a.serial) : json(nullptr);
   return frames("ack", j);
+}
+
+Frames encode(const EventsUpMessage& m) {
+  json events = json::array();
+  for (const auto& e : m.events.events) {
+    json one = json::parse(e.json, nullptr, /*allow_exceptions=*/false);
+    events.push_back(one.is_object() ? std::move(one) : json::object());
+  }
+  return frames(
+      "events",
+      json{{"site", m.events.site}, {"stream", m.events.stream}, {"events", std::move(events)}});
+}
+
+Frames encode(const EventsAckMessage& m) {
+  return frames("events-ack", json{{"through", m.ack.through}});
 }
 
 Frames encode(const BundleMessage& m) {
@@ -189,6 +290,7 @@ Result<EnforcerMessage> decode_enforcer_message(std::string_view type, std::stri
     }
     return EnforcerMessage{AckMessage{std::move(a)}};
   }
+  if (type == "events") return read_events(type, body);
   return make_error("unknown message type '" + std::string(type.substr(0, 32)) + "'");
 }
 
@@ -200,6 +302,15 @@ Result<ControllerMessage> decode_controller_message(std::string_view type, std::
     beat.desired_serial = r.serial("desired_serial");
     if (auto done = r.finish(); !done.ok()) return done.error();
     return ControllerMessage{ControllerHeartbeat{beat}};
+  }
+  if (type == "events-ack") {
+    Reader r(type, body);
+    EventsAck ack;
+    const auto through = r.serial("through");
+    if (r.ok() && !through) r.fail("'through' must be a non-negative integer");
+    if (auto done = r.finish(); !done.ok()) return done.error();
+    ack.through = *through;
+    return ControllerMessage{EventsAckMessage{ack}};
   }
   return make_error("unknown message type '" + std::string(type.substr(0, 32)) + "'");
 }

@@ -1,9 +1,10 @@
 // The controller's local admin socket (ZeroMQ REP on ipc://STATE_DIR/admin.sock, reachable only
-// by users who may enter the state directory): `publish` and `status` talk to the running
+// by users who may enter the state directory): `publish`, `status` and `events` talk to the running
 // controller through it. Requests and replies are multipart messages:
 //
 //   ["publish", <bundle bytes>, "force" | ""]  →  ["ok", <text>] | ["error", <text>]
 //   ["status"]                                 →  ["ok", <JSON fleet status>] | ["error", <text>]
+//   ["events", <site or "">, <limit>]          →  ["ok", <JSON array, newest first>] | ["error", …]
 #pragma once
 
 #include <chrono>

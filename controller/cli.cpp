@@ -244,10 +244,27 @@ int run_controller_cli(int argc, char** argv) {
   auto* status = app.add_subcommand(
       "status",
       "Show the fleet: per enforcer, connected or stale, desired and applied serial, "
-      "last acknowledgement and last rejection");
+      "last acknowledgement and last rejection; and what its SOC events upstream add up to: "
+      "violations, denied packets, sessions, loss reports, the last violation and the upstream "
+      "sequence");
   status->add_option("--config", config_path, "Controller config file (finds the admin socket)")
       ->capture_default_str();
   status->add_flag("--json", json, "Print the full status as JSON");
+  std::string site;
+  std::size_t limit = 50;
+  auto* events = app.add_subcommand(
+      "events",
+      "List the most recent SOC events the enforcers sent upstream (denied connections, provider "
+      "sessions, audit facts; the controller keeps the last 1,000 per site), oldest first");
+  events->add_option("--config", config_path, "Controller config file (finds the admin socket)")
+      ->capture_default_str();
+  events->add_option("--site", site, "Only this site's events");
+  events->add_option("--limit", limit, "How many of the most recent events")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}))
+      ->capture_default_str();
+  events->add_flag("--json", json,
+                   "Print them as JSON, newest first: site, enforcer, sequence, received_at and "
+                   "the enforcer's event as it sent it");
 
   if (auto exit_code = parse_command_line(app, argc, argv)) return *exit_code;
 
@@ -255,6 +272,7 @@ int run_controller_cli(int argc, char** argv) {
   if (*serve) return cmd_serve(config_path);
   if (*publish) return cmd_publish(config_path, input, force);
   if (*status) return cmd_status(config_path, json);
+  if (*events) return cmd_events(config_path, site, limit, json);
   if (*keygen) return cmd_keygen(out, curve);
   if (*sign) return cmd_sign(input, key_path, out);
   if (*verify) return cmd_verify(input, trust_path);

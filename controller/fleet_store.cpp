@@ -13,7 +13,8 @@ namespace drawbridge {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 1: bundles, desired, enforcers, counters. 2: soc_tallies and events (SOC events upstream).
+constexpr int kSchemaVersion = 2;
 // Long enough to ride out a status command reading or a checkpoint, short enough that a stuck
 // second controller on the same file shows up as an error instead of a hang.
 constexpr int kBusyTimeoutMs = 5000;
@@ -55,6 +56,40 @@ CREATE TABLE counters (
   name TEXT PRIMARY KEY NOT NULL,
   value INTEGER NOT NULL
 );
+)sql";
+
+// Added in schema 2; a schema 1 database gets them on open.
+constexpr const char* kSchema2 = R"sql(
+CREATE TABLE soc_tallies (
+  key TEXT PRIMARY KEY NOT NULL,
+  site TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  last_sequence INTEGER NOT NULL,
+  events INTEGER NOT NULL,
+  violations INTEGER NOT NULL,
+  denied_packets INTEGER NOT NULL,
+  sessions INTEGER NOT NULL,
+  loss_events INTEGER NOT NULL,
+  duplicates INTEGER NOT NULL,
+  last_event_at INTEGER,
+  last_violation_at INTEGER,
+  last_violation_source TEXT NOT NULL,
+  last_violation_reason TEXT NOT NULL,
+  last_violation_rule TEXT NOT NULL
+);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  site TEXT NOT NULL,
+  key TEXT NOT NULL,
+  sequence INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  action TEXT NOT NULL,
+  event TEXT NOT NULL
+);
+-- Listing and pruning per site walk this index from the newest end.
+CREATE INDEX events_by_site ON events (site, id);
 )sql";
 
 // The column list shared by the enforcer queries, in the order read_enforcer expects.
@@ -239,6 +274,13 @@ Result<void> create_schema(sqlite3* db, const std::string& path) {
   if (!version) return version.error();
   if (*version > kSchemaVersion) return newer_schema(path, *version);
   if (*version == kSchemaVersion) return {};
+  if (*version == 1) {
+    // A controller upgraded in place: its fleet state stays, the SOC tables are added.
+    if (auto r = exec(db, kSchema2, doing); !r) return r;
+    const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
+    if (auto r = exec(db, set_version.c_str(), doing); !r) return r;
+    return tx->commit(doing);
+  }
 
   // A version of 0 with tables in it is some other program's database: adding ours to it would
   // hide that the path is wrong.
@@ -252,6 +294,7 @@ Result<void> create_schema(sqlite3* db, const std::string& path) {
   }
 
   if (auto r = exec(db, kSchema, doing); !r) return r;
+  if (auto r = exec(db, kSchema2, doing); !r) return r;
   // PRAGMA takes no bound parameters; the value is this file's constant.
   const std::string set_version = "PRAGMA user_version = " + std::to_string(kSchemaVersion);
   if (auto r = exec(db, set_version.c_str(), doing); !r) return r;
@@ -577,6 +620,128 @@ Result<std::map<std::string, std::uint64_t>> FleetStore::counters() const {
   return out;
 }
 
+#define DRAWBRIDGE_SOC_COLUMNS                                                                    \
+  "key, site, stream, last_sequence, events, violations, denied_packets, sessions, loss_events, " \
+  "duplicates, last_event_at, last_violation_at, last_violation_source, last_violation_reason, "  \
+  "last_violation_rule"
+
+Result<std::vector<SocTally>> FleetStore::soc_tallies() const {
+  const std::string doing = "reading the SOC tallies";
+  auto s = Statement::prepare(db_, "SELECT " DRAWBRIDGE_SOC_COLUMNS " FROM soc_tallies", doing);
+  if (!s) return s.error();
+  std::vector<SocTally> out;
+  for (;;) {
+    auto row = s->step(doing);
+    if (!row) return row.error();
+    if (!*row) break;
+    SocTally t;
+    t.key = s->text(0);
+    t.site = s->text(1);
+    t.stream = s->text(2);
+    t.last_sequence = s->uint64(3);
+    t.events = s->uint64(4);
+    t.violations = s->uint64(5);
+    t.denied_packets = s->uint64(6);
+    t.sessions = s->uint64(7);
+    t.loss_events = s->uint64(8);
+    t.duplicates = s->uint64(9);
+    t.last_event_at = s->optional_time(10);
+    t.last_violation_at = s->optional_time(11);
+    t.last_violation_source = s->text(12);
+    t.last_violation_reason = s->text(13);
+    t.last_violation_rule = s->text(14);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Result<void> FleetStore::save_soc_tally(const SocTally& t) {
+  const std::string doing = "saving the SOC tally of " + t.key;
+  auto s = Statement::prepare(db_,
+                              "INSERT OR REPLACE INTO soc_tallies (" DRAWBRIDGE_SOC_COLUMNS
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                              "?14, ?15)",
+                              doing);
+  if (!s) return s.error();
+  s->text(1, t.key);
+  s->text(2, t.site);
+  s->text(3, t.stream);
+  s->integer(4, to_db(t.last_sequence));
+  s->integer(5, to_db(t.events));
+  s->integer(6, to_db(t.violations));
+  s->integer(7, to_db(t.denied_packets));
+  s->integer(8, to_db(t.sessions));
+  s->integer(9, to_db(t.loss_events));
+  s->integer(10, to_db(t.duplicates));
+  s->optional(11, t.last_event_at);
+  s->optional(12, t.last_violation_at);
+  s->text(13, t.last_violation_source);
+  s->text(14, t.last_violation_reason);
+  s->text(15, t.last_violation_rule);
+  return s->run(doing);
+}
+
+Result<void> FleetStore::add_event(const StoredEvent& e, std::size_t keep_per_site) {
+  const std::string doing = "storing event " + std::to_string(e.sequence) + " of " + e.key;
+  auto insert = Statement::prepare(db_,
+                                   "INSERT INTO events (site, key, sequence, time, received_at, "
+                                   "kind, action, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                   doing);
+  if (!insert) return insert.error();
+  insert->text(1, e.site);
+  insert->text(2, e.key);
+  insert->integer(3, to_db(e.sequence));
+  insert->integer(4, to_db(e.time));
+  insert->integer(5, to_db(e.received_at));
+  insert->text(6, e.kind);
+  insert->text(7, e.action);
+  insert->text(8, e.json);
+  if (auto r = insert->run(doing); !r) return r;
+  // The index gives the cut-off id in O(log n): pruning on every insert stays cheap.
+  auto prune = Statement::prepare(db_,
+                                  "DELETE FROM events WHERE site = ?1 AND id <= (SELECT id FROM "
+                                  "events WHERE site = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                                  doing);
+  if (!prune) return prune.error();
+  prune->text(1, e.site);
+  prune->integer(2, static_cast<std::int64_t>(keep_per_site));
+  return prune->run(doing);
+}
+
+Result<std::vector<StoredEvent>> FleetStore::recent_events(const std::string& site,
+                                                           std::size_t limit) const {
+  const std::string doing = "reading the recent events";
+  auto s = Statement::prepare(
+      db_,
+      site.empty() ? "SELECT id, site, key, sequence, time, received_at, kind, action, event FROM "
+                     "events WHERE ?1 = ?1 ORDER BY id DESC LIMIT ?2"
+                   : "SELECT id, site, key, sequence, time, received_at, kind, action, event FROM "
+                     "events WHERE site = ?1 ORDER BY id DESC LIMIT ?2",
+      doing);
+  if (!s) return s.error();
+  s->text(1, site);
+  s->integer(2, static_cast<std::int64_t>(limit));
+  std::vector<StoredEvent> out;
+  for (;;) {
+    auto row = s->step(doing);
+    if (!row) return row.error();
+    if (!*row) break;
+    StoredEvent e;
+    e.id = s->uint64(0);
+    e.site = s->text(1);
+    e.key = s->text(2);
+    e.sequence = s->uint64(3);
+    e.time = time_from_db(s->int64(4));
+    e.received_at = time_from_db(s->int64(5));
+    e.kind = s->text(6);
+    e.action = s->text(7);
+    e.json = s->text(8);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+#undef DRAWBRIDGE_SOC_COLUMNS
 #undef DRAWBRIDGE_ENFORCER_COLUMNS
 
 }  // namespace drawbridge

@@ -1,6 +1,7 @@
 // The controller's fleet state in SQLite (embedded, survives restarts): the bundles published per
 // site, which one is desired, and what each enforcer last said (applied serial and hashes, last
-// seen, last acknowledgement and rejection), plus the controller's counters of bad input.
+// seen, last acknowledgement and rejection), the controller's counters of bad input, and what
+// each enforcer's SOC events upstream added up to, with the most recent events per site.
 // One connection, used by the controller's single event-loop thread.
 #pragma once
 
@@ -50,6 +51,37 @@ struct EnforcerRecord {
   std::string rejected_bundle_hash;  // not pushed again to this enforcer
 };
 
+// What the SOC events of one enforcer (by key) added up to. Sequences are compared within one
+// stream (the enforcer's spool); a new stream starts again from 0.
+struct SocTally {
+  std::string key;
+  std::string site;
+  std::string stream;
+  std::uint64_t last_sequence = 0;         // highest stored; anything at or below it is a duplicate
+  std::uint64_t events = 0;                // stored, every kind
+  std::uint64_t violations = 0;            // kind violation (connection-denied)
+  std::uint64_t denied_packets = 0;        // the violations' packet counts, summed
+  std::uint64_t sessions = 0;              // provider sessions started
+  std::uint64_t loss_events = 0;           // log-loss (NFLOG) and event-loss (spool) reports
+  std::uint64_t duplicates = 0;            // received again and not counted
+  std::optional<FleetTime> last_event_at;  // the event's own time
+  std::optional<FleetTime> last_violation_at;
+  std::string last_violation_source, last_violation_reason, last_violation_rule;
+};
+
+// One event as stored for `drawbridge-controller events`.
+struct StoredEvent {
+  std::uint64_t id = 0;  // insertion order
+  std::string site;
+  std::string key;
+  std::uint64_t sequence = 0;
+  FleetTime time{};         // the event's
+  FleetTime received_at{};  // the controller's clock
+  std::string kind;
+  std::string action;
+  std::string json;  // the enforcer's event, verbatim
+};
+
 class FleetStore {
  public:
   // Opens (creating if needed) the database at `path`, with WAL journaling and a schema version
@@ -80,6 +112,14 @@ class FleetStore {
   Result<void> begin_batch();
   Result<void> end_batch();
   Result<std::map<std::string, std::uint64_t>> counters() const;
+
+  // Every enforcer's SOC tally (also of keys no longer configured: evidence is kept).
+  Result<std::vector<SocTally>> soc_tallies() const;
+  Result<void> save_soc_tally(const SocTally& tally);
+  // Stores one event and prunes the site's oldest beyond `keep_per_site`.
+  Result<void> add_event(const StoredEvent& event, std::size_t keep_per_site);
+  // The newest `limit` events, newest first; of one site when `site` is not empty.
+  Result<std::vector<StoredEvent>> recent_events(const std::string& site, std::size_t limit) const;
 
  private:
   explicit FleetStore(sqlite3* db);

@@ -26,6 +26,7 @@
 #include "common/wire_protocol.h"
 #include "controller/fleet_store.h"
 #include "controller/push_rule.h"
+#include "controller/soc_tally.h"
 
 namespace drawbridge {
 
@@ -37,6 +38,10 @@ namespace {
 constexpr int kZapEnforceDomain = 93;
 constexpr const char* kZapDomain = "drawbridge";
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+// The most recent SOC events kept per site for `drawbridge-controller events`; the tallies keep
+// counting beyond them.
+constexpr std::size_t kEventsKeptPerSite = 1000;
+constexpr std::size_t kMaxEventsListed = 10000;
 
 FleetTime fleet_now() {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(FleetClock::now());
@@ -77,6 +82,7 @@ class Controller {
     if (!store.ok()) return fail(store.error().message);
     store_.emplace(std::move(*store));
     if (auto ok = sync_config(); !ok.ok()) return fail(ok.error().message);
+    if (auto ok = load_soc_tallies(); !ok.ok()) return fail(ok.error().message);
 
     raise_file_limit();
     ctx_.set(zmq::ctxopt::max_sockets, 65536);
@@ -145,9 +151,14 @@ class Controller {
         for (int i = 0; i < 1024; ++i) {
           if (!serve_enforcer(router)) break;
         }
+        bool committed = true;
         if (batch) {
-          if (auto ok = store_->end_batch(); !ok.ok()) log_->error("{}", ok.error().message);
+          if (auto ok = store_->end_batch(); !ok.ok()) {
+            log_->error("{}", ok.error().message);
+            committed = false;
+          }
         }
+        acknowledge_events(committed);
       }
       if (items[2].revents & ZMQ_POLLIN) serve_admin(admin);
       if (items[4].revents & ZMQ_POLLIN) count_connection_events(router_events);
@@ -273,9 +284,9 @@ class Controller {
     log_->info("SIGHUP: {} enforcer(s) configured", cfg_.enforcers.size());
   }
 
-  void count(const std::string& what) {
-    ++counters_[what];
-    if (auto ok = store_->count(what); !ok.ok()) log_->error("{}", ok.error().message);
+  void count(const std::string& what, std::uint64_t by = 1) {
+    counters_[what] += by;
+    if (auto ok = store_->count(what, by); !ok.ok()) log_->error("{}", ok.error().message);
   }
 
   // --- ZAP (RFC 27): admit exactly the configured CURVE keys -------------------------------
@@ -379,6 +390,8 @@ class Controller {
           using T = std::decay_t<decltype(m)>;
           if constexpr (std::is_same_v<T, AckMessage>) {
             on_ack(routing_id, user_id, m.ack, now);
+          } else if constexpr (std::is_same_v<T, EventsUpMessage>) {
+            on_events(routing_id, user_id, m.events, now);
           } else {
             on_state(routing_id, user_id, m.state, std::is_same_v<T, HelloMessage>, now);
           }
@@ -501,6 +514,138 @@ class Controller {
       count("acks_rejected");
     }
     save(r);
+  }
+
+  // --- SOC events upstream ----------------------------------------------------------------
+  Result<void> load_soc_tallies() {
+    auto all = store_->soc_tallies();
+    if (!all.ok()) return all.error();
+    soc_.clear();
+    for (auto& t : *all) soc_[t.key] = std::move(t);
+    return {};
+  }
+
+  // Stores what is new, counts it into the enforcer's tally and queues the acknowledgement,
+  // which goes out only once the batch holding these writes is committed.
+  void on_events(const std::string& routing_id, std::string key, const EventsMessage& m,
+                 FleetTime now) {
+    if (cfg_.insecure) key = "insecure:" + m.site;
+    const auto record = records_.find(key);
+    if (record == records_.end()) {
+      // Insecure mode knows an enforcer only from its hello; it says hello again on reconnect.
+      count("events_without_hello");
+      return;
+    }
+    if (m.site != record->second.site) {
+      count("site_mismatch");
+      if (worth_logging(counters_["site_mismatch"])) {
+        log_->warn("{} sent events for site '{}', but its key is configured for site '{}': dropped",
+                   describe(key), m.site, record->second.site);
+      }
+      return;
+    }
+    SocTally& tally = soc_[key];
+    tally.key = key;
+    tally.site = record->second.site;
+    if (!tally.stream.empty() && tally.stream != m.stream) {
+      log_->info("{} starts a new event stream (its spool was replaced): sequences restart",
+                 describe(key));
+    }
+    std::uint64_t counted = 0, duplicates = 0;
+    bool stored_all = true;
+    for (const auto& e : m.events) {
+      if (!tally_event(tally, m.stream, e)) {
+        ++duplicates;
+        continue;
+      }
+      ++counted;
+      StoredEvent stored;
+      stored.site = tally.site;
+      stored.key = key;
+      stored.sequence = e.sequence;
+      stored.time = FleetTime{std::chrono::milliseconds{e.time_ms}};
+      stored.received_at = now;
+      stored.kind = e.kind;
+      stored.action = e.action;
+      stored.json = e.json;
+      if (auto ok = store_->add_event(stored, kEventsKeptPerSite); !ok.ok()) {
+        log_->error("{}", ok.error().message);
+        stored_all = false;
+      }
+    }
+    if (auto ok = store_->save_soc_tally(tally); !ok.ok()) {
+      log_->error("{}", ok.error().message);
+      stored_all = false;
+    }
+    if (!stored_all) {
+      // Not acknowledged: the enforcer sends them again, and the tally must not count them yet.
+      if (auto ok = load_soc_tallies(); !ok.ok()) log_->error("{}", ok.error().message);
+      return;
+    }
+    if (counted > 0) count("events_received", counted);
+    if (duplicates > 0) count("events_duplicate", duplicates);
+    pending_event_acks_.emplace_back(routing_id, tally.last_sequence);
+  }
+
+  // After the batch: acknowledged only what is committed. A failed commit leaves the tallies in
+  // memory ahead of the database; they are read back and the enforcers send the events again.
+  void acknowledge_events(bool committed) {
+    if (pending_event_acks_.empty()) return;
+    if (!committed) {
+      pending_event_acks_.clear();
+      if (auto ok = load_soc_tallies(); !ok.ok()) log_->error("{}", ok.error().message);
+      return;
+    }
+    for (const auto& [routing_id, through] : pending_event_acks_) {
+      send(routing_id, encode(EventsAckMessage{EventsAck{through}}));
+    }
+    pending_event_acks_.clear();
+  }
+
+  std::pair<bool, std::string> list_events(const std::string& site, const std::string& limit) {
+    std::size_t n = 0;
+    try {
+      n = std::stoul(limit);
+    } catch (const std::exception&) {
+      return {false, "the limit must be a number"};
+    }
+    auto events = store_->recent_events(site, std::min(n, kMaxEventsListed));
+    if (!events.ok()) return {false, events.error().message};
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : *events) {
+      const auto r = records_.find(e.key);
+      auto body = nlohmann::json::parse(e.json, nullptr, false);
+      out.push_back({{"site", e.site},
+                     {"enforcer", r == records_.end() ? "" : r->second.name},
+                     {"key", e.key},
+                     {"sequence", e.sequence},
+                     {"received_at", ms(e.received_at)},
+                     {"event", body.is_discarded() ? nlohmann::json(e.json) : body}});
+    }
+    return {true, out.dump()};
+  }
+
+  nlohmann::json soc_json(const std::string& key) const {
+    const auto it = soc_.find(key);
+    SocTally t;
+    if (it != soc_.end()) t = it->second;
+    nlohmann::json last = nullptr;
+    if (t.last_violation_at) {
+      last = {{"at", ms(*t.last_violation_at)},
+              {"source", t.last_violation_source},
+              {"reason", t.last_violation_reason},
+              {"rule", t.last_violation_rule}};
+    }
+    return {{"stream", t.stream},
+            {"last_sequence", t.last_sequence},
+            {"events", t.events},
+            {"violations", t.violations},
+            {"denied_packets", t.denied_packets},
+            {"sessions", t.sessions},
+            {"loss_events", t.loss_events},
+            {"duplicates", t.duplicates},
+            {"last_event_at", opt_time(t.last_event_at)},
+            {"last_violation", last}};
   }
 
   // The site's desired bundle, read from the database once and kept (every heartbeat asks).
@@ -637,6 +782,8 @@ class Controller {
         reply = publish(req[1].to_string(), req.size() == 3 && req[2].to_string() == "force");
       } else if (cmd == "status" && req.size() == 1) {
         reply = {true, status_json().dump()};
+      } else if (cmd == "events" && req.size() == 3) {
+        reply = list_events(req[1].to_string(), req[2].to_string());
       } else {
         reply = {false, "unknown admin request '" + cmd.substr(0, 32) + "'"};
       }
@@ -760,8 +907,32 @@ class Controller {
                                   {"last_ack_at", opt_time(r->last_ack_at)},
                                   {"last_ack_serial", opt_serial(r->last_ack_serial)},
                                   {"last_rejection", r->last_rejection},
-                                  {"last_rejection_at", opt_time(r->last_rejection_at)}});
+                                  {"last_rejection_at", opt_time(r->last_rejection_at)},
+                                  {"soc", soc_json(r->key)}});
     }
+    // Per site: what its enforcers' events add up to (usually one enforcer per site).
+    nlohmann::json per_site = nlohmann::json::object();
+    for (const auto* r : ordered) {
+      const auto soc = soc_json(r->key);
+      auto& site = per_site[r->site];
+      if (site.is_null()) {
+        site = {{"violations", 0},
+                {"denied_packets", 0},
+                {"sessions", 0},
+                {"loss_events", 0},
+                {"last_violation", nullptr}};
+      }
+      for (const char* k : {"violations", "denied_packets", "sessions", "loss_events"}) {
+        site[k] = site[k].get<std::uint64_t>() + soc[k].get<std::uint64_t>();
+      }
+      const auto& last = soc["last_violation"];
+      if (last.is_object() &&
+          (site["last_violation"].is_null() ||
+           last["at"].get<std::int64_t>() > site["last_violation"]["at"].get<std::int64_t>())) {
+        site["last_violation"] = last;
+      }
+    }
+    out["sites"] = per_site;
     auto counters = store_->counters();
     out["counters"] = counters.ok() ? nlohmann::json(*counters) : nlohmann::json::object();
     return out;
@@ -781,6 +952,8 @@ class Controller {
   std::map<std::string, std::optional<PublishedBundle>> desired_;  // by site, from the store
   std::map<std::string, zmq::message_t> bundle_msgs_;              // by hash, shared by sends
   std::map<std::string, std::uint64_t> counters_;  // this run's, for rate-limiting logs
+  std::map<std::string, SocTally> soc_;            // by key, as stored
+  std::vector<std::pair<std::string, std::uint64_t>> pending_event_acks_;  // routing id, through
 };
 
 }  // namespace

@@ -72,7 +72,7 @@ struct Settings {
 
 CompileOptions compile_options(const EnforcerConfig& c,
                                std::optional<Instant> lockdown = std::nullopt) {
-  return CompileOptions{c.table, c.log_group, c.priority, lockdown};
+  return CompileOptions{c.table, c.log_group, c.priority, lockdown, c.log_rate_per_source};
 }
 
 std::optional<Policy> load_policy_or_report(const std::string& path) {

@@ -22,6 +22,7 @@
 #include "enforcer/controller_link.h"
 #include "enforcer/kernel_state.h"
 #include "enforcer/soc/event_pipeline.h"
+#include "enforcer/soc/upstream_output.h"
 #include "enforcer/state_store.h"
 
 namespace drawbridge {
@@ -104,14 +105,16 @@ class Daemon {
         return zmq_pollitem_t{nullptr, fd >= 0 ? fd : timer.get(),
                               static_cast<short>(fd >= 0 ? ZMQ_POLLIN : 0), 0};
       };
-      zmq_pollitem_t fds[7] = {fd_item(sigfd.get()),
+      UpstreamChannel* upstream = events_ ? events_->upstream() : nullptr;
+      zmq_pollitem_t fds[8] = {fd_item(sigfd.get()),
                                fd_item(timer.get()),
                                fd_item(monitor.ok() ? monitor->fd() : -1),
                                fd_item(nflog),
                                fd_item(conntrack),
                                {link_ ? link_->socket_handle() : nullptr, 0, ZMQ_POLLIN, 0},
-                               {link_ ? link_->monitor_handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-      const int nfds = link_ ? 7 : 5;
+                               {link_ ? link_->monitor_handle() : nullptr, 0, ZMQ_POLLIN, 0},
+                               fd_item(upstream ? upstream->wake_fd() : -1)};
+      const int nfds = link_ ? 8 : 5;
       if (zmq_poll(fds, nfds, heartbeat_timeout_ms()) < 0) {
         if (zmq_errno() == EINTR) continue;
         log_->critical("poll failed: {}", zmq_strerror(zmq_errno()));
@@ -127,6 +130,7 @@ class Daemon {
       }
       if (link_) {
         if (fds[6].revents & ZMQ_POLLIN) on_link_events();
+        if (fds[7].revents & ZMQ_POLLIN) send_events_upstream();
         if (fds[5].revents & ZMQ_POLLIN) serve_controller();
         heartbeat_if_due();
       }
@@ -146,6 +150,7 @@ class Daemon {
                 "stopping on signal {}; table inet {} stays in place and open windows "
                 "still close on their kernel timeouts",
                 si.ssi_signo, opt_.compile.table);
+            count_logged();
             if (events_) events_->stop(policy_ ? &*policy_ : nullptr, now_ms());
             return 0;
           }
@@ -224,6 +229,8 @@ class Daemon {
   enum class Mode { reconcile, replace };
 
   bool apply(const char* why, Mode mode) {
+    // A replacement restarts the counters of the rules it replaces: read them first.
+    count_logged();
     const Instant now = now_ms();
     const auto plan = compile(*policy_, now, options(now));
     next_reconcile_ = plan.compiled_at + kReconcileEvery;
@@ -335,10 +342,12 @@ class Daemon {
     o.events = opt_.events;
     o.state_dir = opt_.state_dir;
     o.log_group = opt_.compile.log_group;
+    o.log_rate_per_source = opt_.compile.log_rate_per_source;
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) == 0) o.observer.hostname = host;
     o.observer.version = DRAWBRIDGE_VERSION;
     o.observer.organization = opt_.events.organization;
+    o.upstream = opt_.controller.has_value() && opt_.events.upstream;
     std::vector<std::string> notes;
     auto started = EventPipeline::start(o, now_ms(), &notes);
     for (const auto& n : notes) log_->warn("events: {}", n);
@@ -349,6 +358,32 @@ class Daemon {
       return;
     }
     events_ = std::move(*started);
+    // Before anything changes the table: what its counters say was logged while nobody read.
+    count_logged();
+  }
+
+  // Hands the logging rules' counters to the event pipeline (log_accounting.h).
+  void count_logged() {
+    if (!events_ || !events_->capturing()) return;
+    const Instant now = now_ms();
+    auto rules = writer_->socket().read_rules(opt_.compile.table);
+    if (!rules.ok()) {
+      if (worth_logging(++count_failures_)) {
+        log_->warn("cannot read the logging rules' counters: {}", rules.error().message);
+      }
+      return;
+    }
+    LogCounterReading reading{now, {}};
+    for (const auto& r : *rules) {
+      if (!r.has_counter) continue;
+      if (r.log_prefix) {
+        reading.rules.push_back({r.handle, r.packets, false, *r.log_prefix});
+      } else if (r.comment.starts_with(kRateLimitedComment)) {
+        reading.rules.push_back(
+            {r.handle, r.packets, true, r.comment.substr(kRateLimitedComment.size())});
+      }
+    }
+    events_->account(reading, policy_ ? &*policy_ : nullptr, now);
   }
 
   void emit(SocEvent e) {
@@ -462,6 +497,7 @@ class Daemon {
       switch (e) {
         case ControllerLink::Event::connected:
           link_up_ = true;
+          if (auto* up = events_ ? events_->upstream() : nullptr) up->connection_changed(true);
           say(true);  // at once: a restarted controller learns what we hold without waiting
           save_link_state_now();
           break;
@@ -469,6 +505,7 @@ class Daemon {
           if (link_up_) {
             log_->info("disconnected from the controller; reconnecting in the background");
             link_up_ = false;
+            if (auto* up = events_ ? events_->upstream() : nullptr) up->connection_changed(false);
             save_link_state_now();
           }
           break;
@@ -522,7 +559,20 @@ class Daemon {
         save_link_state_now();
       }
       if (auto* b = std::get_if<BundleMessage>(&**msg)) on_bundle(b->bytes);
+      if (auto* a = std::get_if<EventsAckMessage>(&**msg)) {
+        if (auto* up = events_ ? events_->upstream() : nullptr) up->acknowledged(a->ack.through);
+      }
     }
+  }
+
+  // The delivery thread has an event for the controller: only this thread may use the socket.
+  void send_events_upstream() {
+    auto* up = events_ ? events_->upstream() : nullptr;
+    if (up == nullptr) return;
+    // The site as the hello says it (state() would also read the lockdown record each time).
+    auto m = up->take_outgoing(!site_.empty() ? site_ : policy_ ? policy_->site : "");
+    if (!m) return;
+    if (!link_->send(encode(*m))) up->send_failed("the controller is not connected");
   }
 
   // A bundle from the controller is checked exactly like one copied by hand: by its signatures,
@@ -602,10 +652,12 @@ class Daemon {
 
   void arm(int timer) {
     const Instant now = now_ms();
+    if (events_ && events_->capturing() && now >= events_->counters_due()) count_logged();
     if (events_) events_->tick(policy_ ? &*policy_ : nullptr, now);
     Instant wake = policy_ ? next_reconcile_ : Instant::max();
     if (events_) {
       if (auto due = events_->next_due()) wake = std::min(wake, *due);
+      if (events_->capturing()) wake = std::min(wake, events_->counters_due());
     }
     if (!policy_) {
       if (wake != Instant::max()) set_timer(timer, wake);
@@ -653,6 +705,7 @@ class Daemon {
   Instant last_heard_{};
   bool controller_heard_ = false;
   bool silence_reported_ = false;
+  std::uint64_t count_failures_ = 0;  // reading the logging rules' counters
   Instant link_started_at_{};
   bool link_up_ = false;  // handshake done and not disconnected since
   LinkState link_state_;  // counters for `status`, saved when they change

@@ -144,6 +144,15 @@ Result<EnforcerConfig> load_config(const std::string& path) {
                             loc);
         cfg.priority = static_cast<int>(n);
       }
+    } else if (k == "log_rate_per_source") {
+      const auto* v = node.as_integer();
+      if (!v || v->get() < 0 || v->get() > 1'000'000) {
+        return make_error(
+            "'log_rate_per_source' must be an integer from 0 (log every denied packet) to "
+            "1000000 packets per second",
+            loc);
+      }
+      cfg.log_rate_per_source = static_cast<std::uint32_t>(v->get());
     } else if (k == "events") {
       auto events = read_events_config(node, path);
       if (!events.ok()) return events.error();
@@ -154,8 +163,8 @@ Result<EnforcerConfig> load_config(const std::string& path) {
       cfg.controller = std::move(*link);
     } else {
       return make_error("unknown key '" + k +
-                            "' (expected: policy, table, log_group, priority, state_dir, trust, "
-                            "expiry_warning_hours, controller, events)",
+                            "' (expected: policy, table, log_group, log_rate_per_source, priority, "
+                            "state_dir, trust, expiry_warning_hours, controller, events)",
                         loc);
     }
   }

@@ -21,6 +21,7 @@ struct ControllerLinkConfig {
   std::string client_key;  // path of this enforcer's CURVE secret key file (keygen --curve)
   bool insecure = false;   // plain TCP without CURVE: only for labs, logged loudly
   std::chrono::seconds heartbeat{5};
+  bool operator==(const ControllerLinkConfig&) const = default;
 };
 
 struct EnforcerConfig {
@@ -29,6 +30,9 @@ struct EnforcerConfig {
   std::string policy;
   std::string table = "drawbridge";  // nftables table (family inet) it owns
   std::uint16_t log_group = 100;     // NFLOG group of denied packets
+  // Denied packets logged per source address and second; the rest are dropped and counted
+  // without logging (CompileOptions::log_rate_per_source). 0: log every one.
+  std::uint32_t log_rate_per_source = 0;
   int priority = -10;                // of its base chains (filter = 0)
   std::string state_dir = "/var/lib/drawbridge";
   // Signed bundles: the trust file (common/trust.h) naming this gateway's site, the provider

@@ -387,6 +387,13 @@ void NftBatch::add_set(const std::string& table, const SetPlan& plan) {
         std::uint32_t flags = plan.interval ? NFT_SET_INTERVAL : 0;
         if (plan.verdict_map) flags |= NFT_SET_MAP;
         if (plan.has_timeouts) flags |= NFT_SET_TIMEOUT;
+        if (plan.dynamic) {
+          // Rules add to it (`update @set { ... }`), which needs NFT_SET_EVAL.
+          flags |= NFT_SET_EVAL | NFT_SET_TIMEOUT;
+          nftnl_set_set_u64(s.get(), NFTNL_SET_TIMEOUT,
+                            static_cast<std::uint64_t>(plan.entry_timeout.count()));
+          nftnl_set_set_u32(s.get(), NFTNL_SET_DESC_SIZE, plan.size);
+        }
         if (plan.shape != KeyShape::address) flags |= NFT_SET_CONCAT;
         nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, flags);
         nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, key_type(plan));
@@ -509,6 +516,7 @@ void NftBatch::add_chain(const std::string& table, const ChainPlan& plan) {
 void NftBatch::add_rule(const std::string& table, const std::string& chain, const RulePlan& rule,
                         std::uint16_t log_group) {
   const std::uint32_t lookup_set_id = rule.key.empty() ? 0 : set_id(rule.set);
+  const std::uint32_t meter_set_id = rule.meter ? set_id(rule.meter->set) : 0;
   append(
       [&](char* b) {
         RulePtr r(nftnl_rule_alloc());
@@ -545,6 +553,26 @@ void NftBatch::add_rule(const std::string& table, const std::string& chain, cons
           nftnl_expr_set_u32(l, NFTNL_EXPR_LOOKUP_SET_ID, lookup_set_id);
           if (rule.verdict_map) nftnl_expr_set_u32(l, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
           add_expr(r.get(), l);
+        }
+        if (rule.meter) {
+          // update @set { saddr limit rate R/second burst B packets }: past the rate the limit
+          // ends the rule here, and the next rule counts and drops without logging.
+          const bool v4 = rule.meter->family == Family::v4;
+          meta_nfproto(r.get(), rule.meter->family);
+          payload(r.get(), NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16, NFT_REG_1);
+          auto* limit = expr("limit");
+          nftnl_expr_set_u64(limit, NFTNL_EXPR_LIMIT_RATE, rule.meter->rate);
+          nftnl_expr_set_u64(limit, NFTNL_EXPR_LIMIT_UNIT, 1);  // per second
+          nftnl_expr_set_u32(limit, NFTNL_EXPR_LIMIT_BURST, rule.meter->burst);
+          nftnl_expr_set_u32(limit, NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS);
+          nftnl_expr_set_u32(limit, NFTNL_EXPR_LIMIT_FLAGS, 0);
+          auto* d = expr("dynset");
+          nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SREG_KEY, NFT_REG_1);
+          nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+          nftnl_expr_set_str(d, NFTNL_EXPR_DYNSET_SET_NAME, rule.meter->set.c_str());
+          nftnl_expr_set_u32(d, NFTNL_EXPR_DYNSET_SET_ID, meter_set_id);
+          nftnl_expr_set(d, NFTNL_EXPR_DYNSET_EXPR, limit, 0);  // the dynset owns it now
+          add_expr(r.get(), d);
         }
         if (rule.counter) {
           auto* c = expr("counter");
@@ -958,12 +986,16 @@ Result<std::vector<KernelRule>> NetlinkSocket::read_rules(const std::string& tab
     if (table != nftnl_rule_get_str(got.get(), NFTNL_RULE_TABLE)) return MNL_CB_OK;
     KernelRule kr;
     kr.chain = nftnl_rule_get_str(got.get(), NFTNL_RULE_CHAIN);
+    kr.handle = nftnl_rule_get_u64(got.get(), NFTNL_RULE_HANDLE);
     auto* it = nftnl_expr_iter_create(got.get());
     while (auto* e = nftnl_expr_iter_next(it)) {
-      if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0) {
+      const char* name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+      if (std::strcmp(name, "counter") == 0) {
         kr.has_counter = true;
         kr.packets = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS);
         kr.bytes = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_BYTES);
+      } else if (std::strcmp(name, "log") == 0 && nftnl_expr_is_set(e, NFTNL_EXPR_LOG_PREFIX)) {
+        kr.log_prefix = nftnl_expr_get_str(e, NFTNL_EXPR_LOG_PREFIX);
       }
     }
     nftnl_expr_iter_destroy(it);

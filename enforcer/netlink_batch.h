@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,7 +91,9 @@ std::optional<SetElement> decode_address_service(const KernelElement& element, F
 
 struct KernelRule {
   std::string chain;
+  std::uint64_t handle = 0;
   std::string comment;
+  std::optional<std::string> log_prefix;  // of its log statement, if it has one
   std::uint64_t packets = 0;
   std::uint64_t bytes = 0;
   bool has_counter = false;

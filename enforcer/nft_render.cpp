@@ -120,6 +120,10 @@ std::string render_nft(const RulesetPlan& plan) {
     out << "\t" << (s.verdict_map ? "map " : "set ") << s.name << " {\n";
     out << "\t\ttype " << key_type(s) << (s.verdict_map ? " : verdict" : "") << "\n";
     if (s.interval) out << "\t\tflags interval" << (s.has_timeouts ? ",timeout" : "") << "\n";
+    if (s.dynamic) {
+      out << "\t\tsize " << s.size << "\n\t\tflags dynamic,timeout\n\t\ttimeout "
+          << nft_duration(s.entry_timeout) << "\n";
+    }
     if (!s.elements.empty()) {
       out << "\t\telements = { ";
       bool first = true;
@@ -159,6 +163,13 @@ std::string render_nft(const RulesetPlan& plan) {
           key += field_text(r.key[i], r.family);
         }
         parts.push_back(key + (r.verdict_map ? " vmap @" : " @") + r.set);
+      }
+      if (r.meter) {
+        const bool v4 = r.meter->family == Family::v4;
+        parts.push_back(std::string("meta nfproto ") + (v4 ? "ipv4" : "ipv6") + " update @" +
+                        r.meter->set + " { " + (v4 ? "ip" : "ip6") + " saddr limit rate " +
+                        std::to_string(r.meter->rate) + "/second burst " +
+                        std::to_string(r.meter->burst) + " packets }");
       }
       if (r.counter) parts.push_back("counter");
       if (r.log_prefix) {

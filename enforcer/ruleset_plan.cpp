@@ -161,6 +161,7 @@ class Compiler {
     for (std::size_t i = 0; i < policy_.providers.size(); ++i) add_provider(i);
     add_link_chains();
     add_gate_and_base_chains();
+    if (opt_.log_rate_per_source > 0) limit_logging();
     // The gate chain's comment identifies the plan in the kernel (see plan_fingerprint).
     for (auto& c : plan_.chains) {
       if (c.name == "gate") {
@@ -172,6 +173,55 @@ class Compiler {
   }
 
  private:
+  // The per-source log rate (CompileOptions::log_rate_per_source). Every logging rule becomes
+  // three: log while the IPv4 source is under the rate, the same for IPv6, and drop-and-count
+  // the rest. A rule that also looks something up first sends its matches to a chain of those
+  // three, so that the lookup is done once.
+  void limit_logging() {
+    const std::uint32_t rate = opt_.log_rate_per_source;
+    for (Family f : kFamilies) {
+      SetPlan meter{"log_rate" + fam_suffix(f), KeyShape::address, f, false, false, {}};
+      meter.interval = false;
+      meter.dynamic = true;
+      meter.size = kLogMeterSize;
+      meter.entry_timeout = kLogMeterTimeout;
+      plan_.sets.push_back(std::move(meter));
+    }
+    const auto limited = [&](const std::string& prefix) {
+      std::vector<RulePlan> rules;
+      for (Family f : kFamilies) {
+        RulePlan r = log_drop(prefix);
+        r.meter = LogMeter{"log_rate" + fam_suffix(f), f, rate, rate};
+        rules.push_back(std::move(r));
+      }
+      RulePlan rest;
+      rest.counter = true;
+      rest.verdict = Verdict{Verdict::Kind::drop, {}};
+      rest.comment = std::string(kRateLimitedComment) + prefix;
+      rules.push_back(std::move(rest));
+      return rules;
+    };
+    std::vector<ChainPlan> deny_chains;
+    for (auto& chain : plan_.chains) {
+      std::vector<RulePlan> rules;
+      for (auto& r : chain.rules) {
+        if (!r.log_prefix) {
+          rules.push_back(std::move(r));
+        } else if (r.key.empty()) {
+          for (auto& l : limited(*r.log_prefix)) rules.push_back(std::move(l));
+        } else {
+          const std::string name = "deny_" + std::to_string(deny_chains.size() + 1);
+          deny_chains.push_back({name, std::nullopt, limited(*r.log_prefix), *r.log_prefix});
+          r.log_prefix.reset();
+          r.verdict = Verdict{Verdict::Kind::go_to, name};
+          rules.push_back(std::move(r));
+        }
+      }
+      chain.rules = std::move(rules);
+    }
+    for (auto& c : deny_chains) plan_.chains.push_back(std::move(c));
+  }
+
   std::vector<Opening> openings(const Link& link) const {
     if (plan_.locked_down) return {};
     return openings_at(policy_, link, now_);
@@ -461,6 +511,13 @@ std::string plan_fingerprint(const RulesetPlan& plan) {
     d.add_value(s.verdict_map);
     d.add_value(s.has_timeouts);
     d.add_value(s.interval);
+    // Only when set: plans without meters keep the fingerprints of earlier versions, so an
+    // upgrade does not replace the table (and reset its counters) for nothing.
+    if (s.dynamic) {
+      d.add("dynamic");
+      d.add_value(s.size);
+      d.add_value(s.entry_timeout.count());
+    }
     if (s.has_timeouts) continue;
     for (const auto& e : s.elements) {
       if (e.address) {
@@ -491,6 +548,13 @@ std::string plan_fingerprint(const RulesetPlan& plan) {
       for (Field f : r.key) d.add_value(f);
       d.add(r.set);
       d.add_value(r.verdict_map);
+      if (r.meter) {
+        d.add("meter");
+        d.add(r.meter->set);
+        d.add_value(r.meter->family);
+        d.add_value(r.meter->rate);
+        d.add_value(r.meter->burst);
+      }
       d.add_value(r.counter);
       d.add(r.log_prefix.value_or(""));
       add_verdict(d, r.verdict);

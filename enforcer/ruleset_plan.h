@@ -18,6 +18,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/net_types.h"
@@ -58,19 +59,41 @@ struct SetPlan {
   // Interval sets hold ranges (rbtree or, concatenated, pipapo); the others are hash sets of
   // single keys, which the kernel loads about twice as fast.
   bool interval = true;
+  // A meter: filled by the rules themselves (`update @set { ... }`), never by a commit; entries
+  // expire `entry_timeout` after their last update and there are at most `size` of them.
+  bool dynamic = false;
+  std::uint32_t size = 0;
+  std::chrono::milliseconds entry_timeout{0};
 };
 
 // Packet fields a rule can look up. Address fields take the rule's family.
 enum class Field : std::uint8_t { saddr, daddr, l4proto, sport, dport };
 
+// A per-source rate on a logging rule: the packet's source address is looked up in the meter
+// `set` (added when missing) and the rule goes on only while that source stays under
+// `rate` packets per second with bursts of `burst`. Past it the rule does not match, and the
+// rule after it drops the packet without logging and counts it (kRateLimitedComment).
+struct LogMeter {
+  std::string set;
+  Family family = Family::v4;
+  std::uint32_t rate = 0;
+  std::uint32_t burst = 0;
+  auto operator<=>(const LogMeter&) const = default;
+};
+
+// The comment of the rule that counts denied packets not logged because of the per-source
+// rate, followed by the deny point's log prefix.
+inline constexpr std::string_view kRateLimitedComment = "rate-limited ";
+
 struct RulePlan {
   // ICMPv6 type to match (neighbour discovery must reach the gateway from any address).
   std::optional<std::uint8_t> icmpv6_type;
-  bool reply_only = false;     // ct direction reply
-  Family family = Family::v4;  // for address fields in `key`
-  std::vector<Field> key;      // empty = no lookup (matches every packet)
-  std::string set;             // the set/map the key is looked up in
-  bool verdict_map = false;    // `vmap @set` instead of `@set`
+  bool reply_only = false;        // ct direction reply
+  Family family = Family::v4;     // for address fields in `key`
+  std::vector<Field> key;         // empty = no lookup (matches every packet)
+  std::string set;                // the set/map the key is looked up in
+  bool verdict_map = false;       // `vmap @set` instead of `@set`
+  std::optional<LogMeter> meter;  // before the counter: counts only what it lets through
   bool counter = false;
   std::optional<std::string> log_prefix;
   std::optional<Verdict> verdict;
@@ -100,7 +123,14 @@ struct CompileOptions {
   // Local lockdown: while it lasts, no window or grant opens anything, whatever the policy says.
   // Instant::max() = until released.
   std::optional<Instant> lockdown_until;
+  // Denied packets logged per source address and second (bursts of as many); the rest are
+  // still dropped and counted, not logged. 0: every denied packet is logged.
+  std::uint32_t log_rate_per_source = 0;
 };
+
+// Meter sets of the per-source log rate.
+inline constexpr std::uint32_t kLogMeterSize = 65536;
+inline constexpr std::chrono::seconds kLogMeterTimeout{60};
 
 // Why a packet was dropped; the first word of the NFLOG prefix after "drawbridge:".
 enum class DenyReason : std::uint8_t {

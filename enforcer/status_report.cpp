@@ -183,9 +183,12 @@ std::string format_status(const StatusReport& r) {
     const auto j = nlohmann::json::parse(r.events_json, nullptr, false);
     if (j.is_object()) {
       out << "events (as of " << j.value("updated_at", "?") << "): " << j.value("events_emitted", 0)
-          << " emitted; denied packets read " << j.value("denied_received", 0) << ", lost "
-          << j.value("denied_lost", 0) << " (queue overflows " << j.value("enobufs", 0)
-          << "); provider sessions open " << j.value("sessions_open", 0) << "\n";
+          << " emitted; denied packets logged by the kernel "
+          << j.value("denied_logged_by_kernel", 0) << ", read " << j.value("denied_received", 0)
+          << ", lost " << j.value("denied_lost", 0) << " (queue overflows " << j.value("enobufs", 0)
+          << "), not logged over the per-source rate " << j.value("denied_rate_limited", 0)
+          << ", logged before start " << j.value("denied_logged_while_down", 0)
+          << "; provider sessions open " << j.value("sessions_open", 0) << "\n";
       for (const auto& o : j.value("outputs", nlohmann::json::array())) {
         out << "  output " << o.value("name", "?") << ": delivered " << o.value("delivered", 0)
             << ", waiting " << o.value("backlog", 0) << ", compacted " << o.value("compacted", 0)

@@ -299,7 +299,8 @@ EcsClass ecs_class(const SocEvent& e) {
   const std::string& a = e.action;
   if (a == action::kEnforcerStarted) return {"process", {"start"}};
   if (a == action::kEnforcerStopped) return {"process", {"end"}};
-  if (a == action::kLogLoss || a == action::kSpoolLoss || a == action::kLogEpoch) {
+  if (a == action::kLogLoss || a == action::kSpoolLoss || a == action::kLogEpoch ||
+      a == action::kLogRateLimited) {
     return {"process", {"info"}};
   }
   if (a == action::kPolicyApplied || a == action::kPolicyRejected || a == action::kWindowOpened ||
@@ -325,6 +326,7 @@ std::string event_name(const SocEvent& e) {
       {action::kEnforcerStopped, "Enforcer stopped"},
       {action::kLogLoss, "Denial logs lost"},
       {action::kLogEpoch, "Denial log reader started"},
+      {action::kLogRateLimited, "Denial logs rate-limited"},
       {action::kSpoolLoss, "Events lost"},
   };
   for (const auto& [a, name] : kNames) {
@@ -458,7 +460,11 @@ int event_severity(const SocEvent& e) {
   if (a == action::kPolicyRejected) return 8;
   // Access closed for everyone, or evidence lost.
   if (a == action::kPolicyExpired || a == action::kLogLoss || a == action::kSpoolLoss) return 7;
-  if (a == action::kExpiryWarning || a == action::kEnforcerStopped) return 5;
+  // Someone is flooding denied traffic: the packets were dropped, only not each one logged.
+  if (a == action::kExpiryWarning || a == action::kEnforcerStopped ||
+      a == action::kLogRateLimited) {
+    return 5;
+  }
   if (a == action::kPolicyApplied || a == action::kWindowOpened || a == action::kWindowClosed ||
       a == action::kEnforcerStarted || a == action::kLogEpoch) {
     return 3;

@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "common/window_schedule.h"
@@ -13,6 +16,7 @@
 #include "enforcer/soc/event_spool.h"
 #include "enforcer/soc/nflog_reader.h"
 #include "enforcer/soc/session_tracker.h"
+#include "enforcer/soc/upstream_output.h"
 #include "enforcer/soc/violation.h"
 #include "enforcer/state_store.h"
 
@@ -23,6 +27,9 @@ namespace {
 // Loss is reported at most this often, with the increments since the last report.
 constexpr auto kLossReportEvery = std::chrono::seconds(5);
 constexpr auto kStatusEvery = std::chrono::seconds(5);
+// The logging rules' counters are read this often. The shortfall check lags one reading, so
+// this is also how long a logged packet may take to arrive before it counts as lost.
+constexpr auto kCountersEvery = std::chrono::seconds(10);
 
 // The tamper-evident local file as an output: it takes events in spool order, so its hash chain
 // and sequence numbers follow the spool's exactly.
@@ -67,6 +74,7 @@ struct EventPipeline::Impl {
   EventPipelineOptions opt;
   std::unique_ptr<EventSpool> spool;
   std::unique_ptr<Delivery> delivery;
+  std::shared_ptr<UpstreamChannel> upstream;
   std::optional<NflogReader> nflog;
   std::optional<ConntrackListener> conntrack;
   SessionTracker sessions;
@@ -74,8 +82,15 @@ struct EventPipeline::Impl {
   std::vector<SocEvent> batch;  // made during one read, spooled together (one sync)
   std::uint64_t emitted = 0;
   std::uint64_t append_failures = 0;
-  NflogCounters reported{};  // the loss counters as of the last loss report
+  NflogCounters reported{};  // the reader's counters as of the last loss report
+  std::uint64_t lost_reported = 0;
   std::uint64_t conntrack_lost_reported = 0;
+  LogAccounting accounting;
+  std::uint64_t logged_while_down = 0;
+  std::map<std::string, std::uint64_t> rate_limited_reported;  // by log prefix
+  // "reason:rule" of rate-limited deny points → the reading that last saw their count grow.
+  std::map<std::string, Instant> limited_at;
+  Instant next_counters{};
   Instant next_loss_check{};
   Instant next_status{};
 
@@ -103,14 +118,80 @@ struct EventPipeline::Impl {
     }
   }
 
+  // A summary of a deny point that was rate-limited meanwhile says so: its count is only what
+  // was logged.
+  // Aggregated summaries also carry the reader's totals, so that the SOC sees in every one of
+  // them how complete the picture is.
+  void annotate_summary(SocEvent& e) const {
+    if (e.kind != EventKind::violation) return;
+    if (nflog) {
+      e.labels["log_received_total"] = std::to_string(nflog->totals().received);
+      e.labels["log_lost_total"] = std::to_string(denied_lost());
+    }
+    mark_rate_limited(e);
+  }
+
+  void mark_rate_limited(SocEvent& e) const {
+    if (e.kind != EventKind::violation || !e.first_seen || !e.last_seen) return;
+    const auto it = limited_at.find(e.reason + ":" + e.rule);
+    // The reading at t saw packets limited in (t - kCountersEvery, t]: did that overlap?
+    if (it != limited_at.end() && it->second >= *e.first_seen &&
+        it->second - kCountersEvery <= *e.last_seen) {
+      e.rate_limited = true;
+    }
+  }
+
+  [[nodiscard]] std::string counters_path() const { return opt.state_dir + "/log-counters.json"; }
+
+  // Gaps and shortfall together, as a lower bound of what the kernel logged and we never read.
+  [[nodiscard]] std::uint64_t denied_lost() const {
+    if (!nflog) return 0;
+    const auto& t = nflog->totals();
+    return accounting.lost(t.received, t.seq_lost);
+  }
+
+  void report_loss(const Policy* policy, Instant now) {
+    if (!nflog) return;
+    const auto& t = nflog->totals();
+    const auto lost_total = denied_lost();
+    const auto lost = lost_total > lost_reported ? lost_total - lost_reported : 0;
+    const auto overflows = t.enobufs - reported.enobufs;
+    if (lost == 0 && overflows == 0) return;
+    auto e =
+        audit_event(action::kLogLoss, "failure",
+                    std::to_string(lost) +
+                        " denied packet(s) were logged by the kernel but not read (socket "
+                        "queue overflowed " +
+                        std::to_string(overflows) + " time(s)); the packets were still dropped");
+    e.labels["lost"] = std::to_string(lost);
+    e.labels["enobufs"] = std::to_string(overflows);
+    e.labels["lost_total"] = std::to_string(lost_total);
+    e.labels["sequence_gaps_total"] = std::to_string(t.seq_lost);
+    e.labels["received_total"] = std::to_string(t.received);
+    if (accounting.last())
+      e.labels["kernel_logged_total"] = std::to_string(accounting.kernel_logged());
+    e.packets = lost;
+    stamp(e, policy, now);
+    batch.push_back(std::move(e));
+    reported = t;
+    lost_reported = std::max(lost_reported, lost_total);
+  }
+
   void save_status(Instant now) {
     if (now < next_status) return;
     next_status = now + kStatusEvery;
     const auto st = status();
-    nlohmann::json j{{"updated_at", format_instant(now)}, {"denied_received", st.denied_received},
-                     {"denied_lost", st.denied_lost},     {"enobufs", st.enobufs},
-                     {"parse_errors", st.parse_errors},   {"events_emitted", st.events_emitted},
-                     {"sessions_open", st.sessions_open}, {"conntrack_lost", st.conntrack_lost}};
+    nlohmann::json j{{"updated_at", format_instant(now)},
+                     {"denied_received", st.denied_received},
+                     {"denied_lost", st.denied_lost},
+                     {"denied_logged_by_kernel", st.denied_logged_by_kernel},
+                     {"denied_rate_limited", st.denied_rate_limited},
+                     {"denied_logged_while_down", st.denied_logged_while_down},
+                     {"enobufs", st.enobufs},
+                     {"parse_errors", st.parse_errors},
+                     {"events_emitted", st.events_emitted},
+                     {"sessions_open", st.sessions_open},
+                     {"conntrack_lost", st.conntrack_lost}};
     j["outputs"] = nlohmann::json::array();
     for (const auto& o : st.outputs) {
       j["outputs"].push_back({{"name", o.name},
@@ -129,7 +210,10 @@ struct EventPipeline::Impl {
     if (nflog) {
       const auto& t = nflog->totals();
       st.denied_received = t.received;
-      st.denied_lost = t.seq_lost;
+      st.denied_lost = denied_lost();
+      st.denied_logged_by_kernel = accounting.kernel_logged();
+      st.denied_rate_limited = accounting.rate_limited();
+      st.denied_logged_while_down = logged_while_down;
       st.enobufs = t.enobufs;
       st.parse_errors = t.parse_errors;
     }
@@ -211,6 +295,16 @@ Result<std::unique_ptr<EventPipeline>> EventPipeline::start(const EventPipelineO
 
   SpoolOptions spool;
   spool.directory = ev.spool_dir.empty() ? options.state_dir + "/spool" : ev.spool_dir;
+  if (options.upstream) {
+    // The stream name lives with the spool: a new spool directory restarts the sequence, and
+    // the controller must see a new stream rather than old sequence numbers.
+    UpstreamOptions uo;
+    uo.stream_file = spool.directory + "/" + kUpstreamOutputName + ".stream";
+    auto channel = UpstreamChannel::create(uo);
+    if (!channel.ok()) return make_error("upstream output: " + channel.error().message);
+    impl->upstream = *channel;
+    outputs.push_back(std::make_unique<ControllerUpstream>(impl->upstream));
+  }
   spool.max_bytes = ev.spool_max_bytes;
   for (const auto& o : outputs) spool.consumers.push_back(o->name());
   auto opened = EventSpool::open(std::move(spool), notes);
@@ -301,32 +395,13 @@ void EventPipeline::on_conntrack_readable(const Policy* policy, const RulesetPla
 void EventPipeline::tick(const Policy* policy, Instant now) {
   auto& im = *impl_;
   for (auto& e : im.aggregator.flush_due(now)) {
+    im.annotate_summary(e);
     im.stamp(e, policy, now);
     im.batch.push_back(std::move(e));
   }
   if (now >= im.next_loss_check) {
     im.next_loss_check = now + kLossReportEvery;
-    if (im.nflog) {
-      const auto& t = im.nflog->totals();
-      const auto lost = t.seq_lost - im.reported.seq_lost;
-      const auto overflows = t.enobufs - im.reported.enobufs;
-      if (lost > 0 || overflows > 0) {
-        auto e = audit_event(action::kLogLoss, "failure",
-                             std::to_string(lost) +
-                                 " denied packet(s) were logged by the kernel "
-                                 "but not read (socket queue overflowed " +
-                                 std::to_string(overflows) +
-                                 " time(s)); the packets were "
-                                 "still dropped");
-        e.labels["lost"] = std::to_string(lost);
-        e.labels["enobufs"] = std::to_string(overflows);
-        e.labels["lost_total"] = std::to_string(t.seq_lost);
-        e.packets = lost;
-        im.stamp(e, policy, now);
-        im.batch.push_back(std::move(e));
-        im.reported = t;
-      }
-    }
+    im.report_loss(policy, now);
     if (im.conntrack && im.conntrack->lost() > im.conntrack_lost_reported) {
       auto e = audit_event(action::kLogLoss, "failure",
                            "provider session events were lost (conntrack socket overflowed)");
@@ -351,8 +426,15 @@ std::optional<Instant> EventPipeline::next_due() const {
 void EventPipeline::stop(const Policy* policy, Instant now) {
   auto& im = *impl_;
   for (auto& e : im.aggregator.flush_all(now)) {
+    im.annotate_summary(e);
     im.stamp(e, policy, now);
     im.batch.push_back(std::move(e));
+  }
+  im.report_loss(policy, now);
+  if (im.accounting.last()) {
+    // The next run tells what the kernel logged while nobody read, from here.
+    (void)write_file_atomically(im.counters_path(),
+                                encode_saved_log_counters({*im.accounting.last(), true}));
   }
   auto stopped = audit_event(action::kEnforcerStopped, "success", "drawbridge-enforcer stopped");
   im.stamp(stopped, policy, now);
@@ -372,8 +454,84 @@ void EventPipeline::stop(const Policy* policy, Instant now) {
   im.save_status(now);
 }
 
+bool EventPipeline::capturing() const {
+  return impl_->nflog.has_value();
+}
+
+Instant EventPipeline::counters_due() const {
+  return impl_->next_counters;
+}
+
+void EventPipeline::account(const LogCounterReading& reading, const Policy* policy, Instant now) {
+  auto& im = *impl_;
+  if (!im.nflog) return;
+  im.next_counters = now + kCountersEvery;
+  if (!im.accounting.last()) {
+    std::string text;
+    if (std::ifstream in(im.counters_path()); in) {
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      text = ss.str();
+    }
+    auto saved = text.empty() ? Result<SavedLogCounters>(make_error("none"))
+                              : decode_saved_log_counters(text);
+    // With no record (first start, or a damaged file) every count in the kernel was logged
+    // while no enforcer read.
+    const SavedLogCounters previous = saved.ok() ? *saved : SavedLogCounters{{}, false};
+    const auto down = LogAccounting::logged_while_down(previous, reading);
+    if (down.packets > 0) {
+      const std::string how = down.upper_bound ? "up to " : down.lower_bound ? "at least " : "";
+      auto e = audit_event(
+          action::kLogLoss, "failure",
+          how + std::to_string(down.packets) +
+              " denied packet(s) were logged by the kernel while no enforcer was reading" +
+              (saved.ok() ? " (since " + format_instant(previous.reading.at) + ")" : "") +
+              "; they were dropped, but their details are lost");
+      e.labels["logged_while_down"] = std::to_string(down.packets);
+      if (down.upper_bound) e.labels["bound"] = "upper";
+      if (down.lower_bound) e.labels["bound"] = "lower";
+      e.packets = down.packets;
+      im.stamp(e, policy, now);
+      im.batch.push_back(std::move(e));
+      im.logged_while_down = down.packets;
+    }
+  }
+  im.accounting.observe(reading);
+  for (const auto& [prefix, total] : im.accounting.rate_limited_by_prefix()) {
+    auto& reported = im.rate_limited_reported[prefix];
+    if (total <= reported) continue;
+    const auto n = total - reported;
+    reported = total;
+    auto e =
+        audit_event(action::kLogRateLimited, "success",
+                    std::to_string(n) + " denied packet(s) from sources over the log rate of " +
+                        std::to_string(im.opt.log_rate_per_source) +
+                        "/s were dropped without being logged (" + prefix + ")");
+    e.packets = n;
+    e.rate_limited = true;
+    e.labels["not_logged"] = std::to_string(n);
+    e.labels["prefix"] = prefix;
+    if (auto parsed = parse_log_prefix(prefix); parsed.ok()) {
+      e.reason = parsed->reason;
+      e.rule =
+          parsed->subject_kind + (parsed->subject_name.empty() ? "" : "/" + parsed->subject_name);
+      im.limited_at[e.reason + ":" + e.rule] = now;
+    }
+    e.labels["rate_limited_total"] = std::to_string(total);
+    im.stamp(e, policy, now);
+    im.batch.push_back(std::move(e));
+  }
+  im.report_loss(policy, now);
+  im.flush_batch();
+  (void)write_file_atomically(im.counters_path(), encode_saved_log_counters({reading, false}));
+}
+
 EventPipelineStatus EventPipeline::status() const {
   return impl_->status();
+}
+
+UpstreamChannel* EventPipeline::upstream() const {
+  return impl_->upstream.get();
 }
 
 }  // namespace drawbridge

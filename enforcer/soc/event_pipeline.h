@@ -20,6 +20,7 @@
 #include "enforcer/ruleset_plan.h"
 #include "enforcer/soc/event.h"
 #include "enforcer/soc/events_config.h"
+#include "enforcer/soc/log_accounting.h"
 
 namespace drawbridge {
 
@@ -29,13 +30,24 @@ struct EventPipelineOptions {
   std::uint16_t log_group;  // the NFLOG group the ruleset logs to
   Observer observer;
   bool capture = true;  // read NFLOG and conntrack (false: audit events only, e.g. in tests)
+  std::uint32_t log_rate_per_source = 0;  // the ruleset's, for the rate-limited events' text
+  // Also deliver to the controller (upstream_output.h): the daemon sets it when it has a
+  // [controller] table and [events] upstream is not false.
+  bool upstream = false;
 };
+
+class UpstreamChannel;
 
 // What `status` shows about the SOC side (saved as <state_dir>/events.json).
 struct EventPipelineStatus {
   std::uint64_t denied_received = 0;  // NFLOG packets read
-  std::uint64_t denied_lost = 0;      // sequence gaps: logged by the kernel, never read
-  std::uint64_t enobufs = 0;          // times the socket queue overflowed
+  // Logged by the kernel, never read: sequence gaps or the shortfall against the logging rules'
+  // counters, whichever shows more (log_accounting.h).
+  std::uint64_t denied_lost = 0;
+  std::uint64_t denied_logged_by_kernel = 0;   // the logging rules' counters, since start
+  std::uint64_t denied_rate_limited = 0;       // dropped without logging: source over the rate
+  std::uint64_t denied_logged_while_down = 0;  // logged before this run started reading
+  std::uint64_t enobufs = 0;                   // times the socket queue overflowed
   std::uint64_t parse_errors = 0;
   std::uint64_t events_emitted = 0;
   std::uint64_t sessions_open = 0;
@@ -70,6 +82,14 @@ class EventPipeline {
   void on_nflog_readable(const Policy* policy, Instant now);
   void on_conntrack_readable(const Policy* policy, const RulesetPlan* plan, Instant now);
 
+  // Reconciles the kernel's counters on the logging rules with what was read (log_accounting.h)
+  // and reports packets logged while no enforcer read, shortfalls and rate-limited denials. Call
+  // with a fresh reading once at start before the table is changed, before every replacement
+  // of the table, before stop(), and whenever counters_due() has passed.
+  void account(const LogCounterReading& reading, const Policy* policy, Instant now);
+  [[nodiscard]] bool capturing() const;
+  [[nodiscard]] Instant counters_due() const;
+
   // Emits aggregated summaries that are due and loss reports; call when next_due() passes.
   void tick(const Policy* policy, Instant now);
   [[nodiscard]] std::optional<Instant> next_due() const;
@@ -78,6 +98,10 @@ class EventPipeline {
   void stop(const Policy* policy, Instant now);
 
   [[nodiscard]] EventPipelineStatus status() const;
+
+  // The hand-over to the control channel when `upstream` is on (nullptr otherwise): the daemon
+  // polls its wake_fd(), sends what it takes and reports acknowledgements and the connection.
+  [[nodiscard]] UpstreamChannel* upstream() const;
 
  private:
   struct Impl;

@@ -156,10 +156,16 @@ Result<EventsConfig> read_events_config(const toml::node& node, const std::strin
   std::set<std::string> names;
   auto ok = each_key(
       *t, path, "[events]",
-      "organization, aggregation_seconds, spool_dir, spool_max_mb, audit_file, syslog",
+      "organization, aggregation_seconds, spool_dir, spool_max_mb, upstream, audit_file, syslog",
       [&](const std::string& k, const toml::node& v, const SourceLocation& loc) -> KeyResult {
         std::int64_t n = 0;
         if (k == "organization") return need_text(v, k, loc, cfg.organization);
+        if (k == "upstream") {
+          const auto* b = v.as_boolean();
+          if (b == nullptr) return bad("'upstream' must be true or false", loc);
+          cfg.upstream = b->get();
+          return Result<void>();
+        }
         if (k == "spool_dir") return need_text(v, k, loc, cfg.spool_dir);
         if (k == "aggregation_seconds") {
           auto r = need_int(v, k, 1, 3600, loc, n);
@@ -204,6 +210,11 @@ Result<EventsConfig> read_events_config(const toml::node& node, const std::strin
           for (std::size_t i = 0; i < arr->size(); ++i) {
             auto out = read_syslog(*arr->get(i), path, i);
             if (!out.ok()) return Result<void>(out.error());
+            if (out->name == kUpstreamOutputName) {
+              return bad("[[events.syslog]] may not be named '" + out->name +
+                             "': that name is the upstream output's (to the controller)",
+                         loc);
+            }
             if (!names.insert(out->name).second) {
               return bad("two [[events.syslog]] outputs are named '" + out->name + "'", loc);
             }

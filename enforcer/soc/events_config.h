@@ -6,6 +6,7 @@
 //   aggregation_seconds = 60                  # repeated denials of one flow → one event
 //   spool_dir           = "/var/lib/drawbridge/spool"   # default: <state_dir>/spool
 //   spool_max_mb        = 256
+//   upstream            = true                # to the controller, when [controller] is set
 //
 //   [events.audit_file]                       # tamper-evident JSON lines (docs/audit-log.md)
 //   path           = "/var/log/drawbridge/audit.jsonl"
@@ -50,21 +51,32 @@ struct SyslogOutputConfig {
   std::string ca_file;
   std::string server_name;
   std::string pinned_sha256;
+  bool operator==(const SyslogOutputConfig&) const = default;
 };
 
 struct AuditFileConfig {
   std::string path;
   std::chrono::days retention{180};
   std::uint64_t max_bytes = 64ull << 20;
+  bool operator==(const AuditFileConfig&) const = default;
 };
+
+// The upstream output's name in status and its consumer name in the spool; no syslog output
+// may take it.
+inline constexpr const char* kUpstreamOutputName = "controller";
 
 struct EventsConfig {
   std::string organization;
+  // Events also go to the controller over the control channel (enforcer/soc/upstream_output.h)
+  // when the enforcer has a [controller] table; false keeps them local.
+  bool upstream = true;
   std::chrono::seconds aggregation{60};
   std::string spool_dir;  // empty: <state_dir>/spool
   std::uint64_t spool_max_bytes = 256ull << 20;
   std::optional<AuditFileConfig> audit_file;
   std::vector<SyslogOutputConfig> syslog;
+  // SIGHUP compares the running outputs with the config's: a change needs a restart.
+  bool operator==(const EventsConfig&) const = default;
 };
 
 // Strict: unknown keys, wrong types, out-of-range values, duplicate output names, TLS without

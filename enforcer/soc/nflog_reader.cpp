@@ -609,13 +609,12 @@ void NflogReader::process_datagram(const char* data, std::size_t size, bool trun
     delta.*field += by;
     totals_.*field += by;
   };
-  // Names are resolved once per datagram: a burst costs one if_indextoname per interface, and
-  // a rename shows up in the next datagram.
-  std::map<std::uint32_t, std::string> names;
-  const InterfaceNamer namer = [&names](std::uint32_t ifindex) {
-    auto it = names.find(ifindex);
-    if (it == names.end()) it = names.emplace(ifindex, kernel_interface_name(ifindex)).first;
-    return it->second;
+  const auto now = std::chrono::steady_clock::now();
+  const InterfaceNamer namer = [this, now](std::uint32_t ifindex) {
+    auto& cached = if_names_[ifindex];
+    if (now >= cached.until)
+      cached = {kernel_interface_name(ifindex), now + std::chrono::seconds(1)};
+    return cached.name;
   };
   int remaining = static_cast<int>(size);
   const auto* nlh = reinterpret_cast<const nlmsghdr*>(data);

@@ -10,9 +10,11 @@
 
 #include <linux/netlink.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -159,6 +161,13 @@ class NflogReader {
   SequenceTracker seq_;
   NflogCounters totals_;
   std::string last_parse_error_;
+  // Interface names by index, each looked up again after a second (if_indextoname costs a
+  // socket and an ioctl: too much per packet in a flood), so a rename shows within a second.
+  struct InterfaceName {
+    std::string name;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::map<std::uint32_t, InterfaceName> if_names_;
   std::vector<char> buf_;
   // Datagrams that arrived while open() waited for the kernel's acknowledgement.
   std::vector<std::vector<char>> early_;

@@ -81,9 +81,10 @@ SocEvent attribute_denial(const LogPrefix& prefix, const Flow& flow, Instant see
       e.provider = q->name;
       e.flow->direction = FlowDirection::outbound;
     } else if (const auto* l = policy->link(e.link)) {
+      // Neither end is a provider (an attacker at a link): the link says the direction, but
+      // the provider stays empty so that the SOC does not file the attempt under the MSP.
       e.flow->direction =
           l->direction == Direction::inbound ? FlowDirection::inbound : FlowDirection::outbound;
-      if (e.provider.empty()) e.provider = l->provider;
     }
   }
   std::string why = prefix.reason;
@@ -123,16 +124,25 @@ std::optional<SocEvent> ViolationAggregator::observe(const SocEvent& denial, Ins
   if (!denial.flow) return denial;  // nothing to aggregate on
   const Flow& f = *denial.flow;
   const FlowKey key{f.source, f.destination, f.protocol, f.destination_port, denial.reason};
-  if (auto it = flows_.find(key); it != flows_.end()) {
+  SourceRate* rate = nullptr;
+  if (sources_.size() < opt_.max_flows || sources_.contains(f.source)) {
+    rate = &sources_[f.source];
+    if (rate->scanning && now >= rate->quiet_after) *rate = SourceRate{};
+    rate->quiet_after = now + opt_.interval;
+  }
+  const bool known_scanner = rate != nullptr && rate->scanning;
+  if (auto it = flows_.find(key); it != flows_.end() && !known_scanner) {
     fold(it->second.event, denial);
     return std::nullopt;
   }
-  // A new flow. Is its source scanning?
-  bool scanning = false;
-  if (sources_.size() < opt_.max_flows || sources_.contains(f.source)) {
-    SourceRate& rate = sources_[f.source];
-    if (now >= rate.window_end) rate = SourceRate{now + opt_.interval, 0};
-    scanning = ++rate.new_flows > opt_.new_flows_per_source;
+  // A new flow, or any flow of a source that is scanning. Is it (still) scanning?
+  bool scanning = known_scanner;
+  if (rate != nullptr && !scanning) {
+    if (now >= rate->window_end) {
+      rate->window_end = now + opt_.interval;
+      rate->new_flows = 0;
+    }
+    scanning = rate->scanning = ++rate->new_flows > opt_.new_flows_per_source;
   }
   const bool full = flows_.size() + scans_.size() >= opt_.max_flows;
   if (scanning) {
@@ -229,7 +239,9 @@ std::vector<SocEvent> ViolationAggregator::flush_due(Instant now) {
     out.push_back(std::move(e));
     it = overflow_.erase(it);
   }
-  std::erase_if(sources_, [&](const auto& s) { return now >= s.second.window_end; });
+  std::erase_if(sources_, [&](const auto& s) {
+    return now >= s.second.window_end && now >= s.second.quiet_after;
+  });
   return out;
 }
 

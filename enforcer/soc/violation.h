@@ -48,10 +48,10 @@ struct AggregationOptions {
 
 // Repeated denials of the same (source, destination, protocol, destination port, reason) within
 // an interval become one event with a count; the first denial of a new flow is returned at once.
-// A port scan yields the first few flows at once and then one summary per destination host,
-// with the number of distinct ports in its labels; a flood of spoofed sources beyond
-// `max_flows` yields one overflow summary per reason. Every packet observed is in exactly one
-// emitted event's `packets`: nothing is dropped, only counted together.
+// A port scan yields the first few flows at once and then one summary per destination host and
+// interval, with the number of distinct ports in its labels, for as long as the scan goes on; a
+// flood of spoofed sources beyond `max_flows` yields one overflow summary per reason. Every packet
+// observed is in exactly one emitted event's `packets`: nothing is dropped, only counted together.
 class ViolationAggregator {
  public:
   explicit ViolationAggregator(AggregationOptions options = {}) : opt_(options) {}
@@ -82,6 +82,11 @@ class ViolationAggregator {
   struct SourceRate {
     Instant window_end{};
     std::size_t new_flows = 0;
+    // Once a source has scanned, all its denials go to scan summaries until it has been quiet
+    // for a whole interval: a scan repeated every interval must not earn a fresh allowance of
+    // flows tracked one by one each time.
+    bool scanning = false;
+    Instant quiet_after{};
   };
 
   static SocEvent summary_of(SocEvent e);

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <limits>
 
+#include "controller/soc_tally.h"
+
 namespace drawbridge {
 namespace {
 
@@ -390,7 +392,7 @@ TEST_F(FleetStoreTest, NewerSchemaIsRefusedAndLeftAlone) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message, "fleet database " + path() +
                                    " was written by a newer controller (schema 99); this "
-                                   "controller knows schema 1");
+                                   "controller knows schema 2");
   // Not switched to WAL: the file is as the newer controller left it.
   EXPECT_FALSE(fs::exists(path() + "-wal"));
 }
@@ -442,6 +444,165 @@ TEST_F(FleetStoreTest, DatabaseFilesHaveMode0600) {
   EXPECT_EQ(mode_of(path() + "-wal"), 0600u);
   ASSERT_TRUE(fs::exists(path() + "-shm"));
   EXPECT_EQ(mode_of(path() + "-shm"), 0600u);
+}
+
+// --- SOC events upstream --------------------------------------------------------------------
+
+UpstreamEvent upstream(std::uint64_t seq, const std::string& kind, std::uint64_t packets = 0,
+                       const std::string& action = "") {
+  UpstreamEvent e;
+  e.sequence = seq;
+  e.time_ms = 1'767'225'600'000 + static_cast<std::int64_t>(seq) * 1000;
+  e.kind = kind;
+  e.action = action;
+  e.packets = packets;
+  if (kind == "violation") {
+    e.action = "connection-denied";
+    e.source = "198.51.100." + std::to_string(seq % 250);
+    e.reason = "unapproved-source";
+    e.rule = "link/rdp";
+  }
+  e.json = R"({"seq":)" + std::to_string(seq) + R"(,"ts":1,"kind":")" + kind + R"("})";
+  return e;
+}
+
+TEST(SocTally, CountsViolationsPacketsSessionsAndLossOnce) {
+  SocTally t;
+  EXPECT_TRUE(tally_event(t, "s1", upstream(1, "audit", 0, "enforcer-started")));
+  EXPECT_TRUE(tally_event(t, "s1", upstream(2, "violation", 3)));
+  EXPECT_TRUE(tally_event(t, "s1", upstream(3, "session_start", 1, "provider-session-started")));
+  EXPECT_TRUE(tally_event(t, "s1", upstream(4, "audit", 17, "log-loss")));
+  EXPECT_TRUE(tally_event(t, "s1", upstream(5, "audit", 0, "event-loss")));
+  EXPECT_TRUE(tally_event(t, "s1", upstream(7, "violation", 1000)));  // a gap is fine
+  // Sent again after a lost acknowledgement: not counted twice.
+  EXPECT_FALSE(tally_event(t, "s1", upstream(7, "violation", 1000)));
+  EXPECT_FALSE(tally_event(t, "s1", upstream(2, "violation", 3)));
+  EXPECT_EQ(t.last_sequence, 7u);
+  EXPECT_EQ(t.events, 6u);
+  EXPECT_EQ(t.violations, 2u);
+  EXPECT_EQ(t.denied_packets, 1003u) << "loss reports' packets are not denials";
+  EXPECT_EQ(t.sessions, 1u);
+  EXPECT_EQ(t.loss_events, 2u);
+  EXPECT_EQ(t.duplicates, 2u);
+  EXPECT_EQ(t.last_violation_source, "198.51.100.7");
+  EXPECT_EQ(t.last_violation_reason, "unapproved-source");
+  EXPECT_EQ(t.last_violation_rule, "link/rdp");
+  EXPECT_EQ(t.last_violation_at, at(1'767'225'607'000));
+}
+
+TEST(SocTally, ANewStreamStartsTheSequenceAgain) {
+  SocTally t;
+  EXPECT_TRUE(tally_event(t, "old", upstream(500, "violation", 1)));
+  // The enforcer's spool was replaced: its sequence restarts at 1 under a new stream name.
+  EXPECT_TRUE(tally_event(t, "new", upstream(1, "violation", 1)));
+  EXPECT_EQ(t.stream, "new");
+  EXPECT_EQ(t.last_sequence, 1u);
+  EXPECT_EQ(t.violations, 2u) << "counts add up across streams";
+}
+
+TEST_F(FleetStoreTest, SocTallyRoundTripsAndSurvivesReopen) {
+  SocTally t;
+  t.key = "curve:k";
+  t.site = "a";
+  t.stream = "0123456789abcdef0123456789abcdef";
+  t.last_sequence = std::numeric_limits<std::uint64_t>::max();
+  t.events = 9;
+  t.violations = 4;
+  t.denied_packets = 1234;
+  t.sessions = 2;
+  t.loss_events = 1;
+  t.duplicates = 3;
+  t.last_event_at = at(5);
+  t.last_violation_at = at(4);
+  t.last_violation_source = "198.51.100.66";
+  t.last_violation_reason = "outside-window";
+  t.last_violation_rule = "link/rdp";
+  {
+    auto store = open_ok();
+    ASSERT_TRUE(store.save_soc_tally(t).ok());
+  }
+  auto store = open_ok();
+  auto all = store.soc_tallies();
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  ASSERT_EQ(all->size(), 1u);
+  const auto& g = all->front();
+  EXPECT_EQ(g.key, t.key);
+  EXPECT_EQ(g.stream, t.stream);
+  EXPECT_EQ(g.last_sequence, t.last_sequence);
+  EXPECT_EQ(g.events, 9u);
+  EXPECT_EQ(g.violations, 4u);
+  EXPECT_EQ(g.denied_packets, 1234u);
+  EXPECT_EQ(g.sessions, 2u);
+  EXPECT_EQ(g.loss_events, 1u);
+  EXPECT_EQ(g.duplicates, 3u);
+  EXPECT_EQ(g.last_event_at, at(5));
+  EXPECT_EQ(g.last_violation_at, at(4));
+  EXPECT_EQ(g.last_violation_source, "198.51.100.66");
+  EXPECT_EQ(g.last_violation_reason, "outside-window");
+  EXPECT_EQ(g.last_violation_rule, "link/rdp");
+}
+
+TEST_F(FleetStoreTest, EventsArePrunedPerSiteKeepingTheNewest) {
+  auto store = open_ok();
+  ASSERT_TRUE(store.begin_batch().ok());
+  for (std::uint64_t i = 1; i <= 25; ++i) {
+    for (const char* site : {"a", "b"}) {
+      StoredEvent e;
+      e.site = site;
+      e.key = std::string("key-") + site;
+      e.sequence = i;
+      e.time = at(static_cast<std::int64_t>(i));
+      e.received_at = at(1000);
+      e.kind = "violation";
+      e.action = "connection-denied";
+      e.json = R"({"seq":)" + std::to_string(i) + "}";
+      // Site b keeps more: the limit is per site.
+      ASSERT_TRUE(store.add_event(e, site == std::string("a") ? 10 : 20).ok());
+    }
+  }
+  ASSERT_TRUE(store.end_batch().ok());
+  auto a = store.recent_events("a", 100);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  ASSERT_EQ(a->size(), 10u);
+  EXPECT_EQ(a->front().sequence, 25u) << "newest first";
+  EXPECT_EQ(a->back().sequence, 16u);
+  EXPECT_EQ(a->front().json, R"({"seq":25})");
+  auto b = store.recent_events("b", 100);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->size(), 20u);
+  auto both = store.recent_events("", 5);
+  ASSERT_TRUE(both.ok());
+  ASSERT_EQ(both->size(), 5u);
+  EXPECT_EQ(both->front().site, "b");
+  EXPECT_EQ(both->front().sequence, 25u);
+}
+
+TEST_F(FleetStoreTest, ASchema1DatabaseGainsTheSocTables) {
+  raw_sql(path(),
+          "CREATE TABLE bundles (site TEXT NOT NULL, serial INTEGER NOT NULL, hash TEXT NOT NULL, "
+          "bytes BLOB NOT NULL, published_at INTEGER NOT NULL, PRIMARY KEY (site, hash));"
+          "CREATE TABLE desired (site TEXT PRIMARY KEY NOT NULL, hash TEXT NOT NULL);"
+          "CREATE TABLE enforcers (key TEXT PRIMARY KEY NOT NULL, site TEXT NOT NULL, name TEXT "
+          "NOT NULL, last_seen INTEGER, applied_serial INTEGER, applied_bundle_hash TEXT NOT NULL "
+          "DEFAULT '', ruleset_hash TEXT NOT NULL DEFAULT '', version TEXT NOT NULL DEFAULT '', "
+          "locked_down INTEGER NOT NULL DEFAULT 0, expired INTEGER NOT NULL DEFAULT 0, "
+          "last_ack_at INTEGER, last_ack TEXT NOT NULL DEFAULT '', last_ack_serial INTEGER, "
+          "last_rejection_at INTEGER, last_rejection TEXT NOT NULL DEFAULT '', "
+          "rejected_bundle_hash TEXT NOT NULL DEFAULT '');"
+          "CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);"
+          "INSERT INTO counters VALUES ('kept', 7);"
+          "PRAGMA user_version = 1;");
+  auto store = open_ok();
+  auto counters = store.counters();
+  ASSERT_TRUE(counters.ok());
+  EXPECT_EQ(counters->at("kept"), 7u) << "an upgrade keeps the fleet state";
+  SocTally t;
+  t.key = "k";
+  t.site = "a";
+  EXPECT_TRUE(store.save_soc_tally(t).ok());
+  auto tallies = store.soc_tallies();
+  ASSERT_TRUE(tallies.ok()) << tallies.error().message;
+  EXPECT_EQ(tallies->size(), 1u);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "controller/push_rule.h"
 
 namespace drawbridge {
@@ -116,7 +118,93 @@ INSTANTIATE_TEST_SUITE_P(
             "ack",
             R"({"result":"maybe","bundle_hash":"","serial":null,"ruleset_hash":"","reason":""})",
             "'result' must be"},
-        BadMessage{"ack", R"({"result":"applied"})", "missing 'bundle_hash'"}));
+        BadMessage{"ack", R"({"result":"applied"})", "missing 'bundle_hash'"},
+        BadMessage{"events", R"({"site":"s","stream":"ab"})", "missing 'events'"},
+        BadMessage{"events", R"({"site":"s","stream":"","events":[]})", "'stream' must not be"},
+        BadMessage{"events", R"({"site":"s","stream":"ab","events":[]})", "1 to 64 events"},
+        BadMessage{"events", R"({"site":"s","stream":"ab","events":{}})", "must be an array"},
+        BadMessage{"events", R"({"site":"s","stream":"ab","events":[{"ts":1,"kind":"audit"}]})",
+                   "event 0 needs 'seq'"},
+        BadMessage{"events",
+                   R"({"site":"s","stream":"ab","events":[{"seq":1,"ts":1,"kind":"gossip"}]})",
+                   "event 0 has an unknown kind 'gossip'"},
+        BadMessage{
+            "events",
+            R"({"site":"s","stream":"ab","events":[{"seq":1,"ts":1,"kind":"violation","packets":-3}]})",
+            "'packets' must be a non-negative integer"},
+        BadMessage{
+            "events",
+            R"({"site":"s","stream":"ab","events":[{"seq":1,"ts":1,"kind":"violation","flow":{"src":"nope"}}]})",
+            "'flow.src' must be an IP address"},
+        BadMessage{
+            "events",
+            R"({"site":"s","stream":"ab","events":[{"seq":2,"ts":1,"kind":"audit"},{"seq":2,"ts":1,"kind":"audit"}]})",
+            "event 1 does not follow"},
+        BadMessage{"events",
+                   R"({"site":"s","stream":"ab","events":[{"seq":1,"ts":1,"kind":"audit"}],"x":1})",
+                   "unknown field 'x'"}));
+
+// The enforcer's spool record, as event_codec writes it.
+constexpr const char* kDenial =
+    R"({"seq":7,"ts":1767225600000,"kind":"violation","action":"connection-denied",)"
+    R"("reason":"unapproved-source","site":"clinic-east","rule":"link/rdp",)"
+    R"("flow":{"src":"198.51.100.66","dst":"10.1.0.5","proto":6,"dport":3389},"packets":3,)"
+    R"("labels":{"a":"b"}})";
+
+TEST(WireProtocol, EventsRoundTripReadingWhatTheControllerCounts) {
+  EventsMessage m;
+  m.site = "clinic-east";
+  m.stream = "0123456789abcdef";
+  UpstreamEvent e;
+  e.json = kDenial;
+  m.events.push_back(e);
+  const auto f = encode(EventsUpMessage{m});
+  EXPECT_EQ(f.type, "events");
+  EXPECT_LT(f.body.size(), static_cast<std::size_t>(kMaxEnforcerMessageBytes));
+  auto d = decode_enforcer_message(f.type, f.body);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  const auto& got = std::get<EventsUpMessage>(*d).events;
+  EXPECT_EQ(got.site, "clinic-east");
+  EXPECT_EQ(got.stream, "0123456789abcdef");
+  ASSERT_EQ(got.events.size(), 1u);
+  const auto& g = got.events[0];
+  EXPECT_EQ(g.sequence, 7u);
+  EXPECT_EQ(g.time_ms, 1767225600000);
+  EXPECT_EQ(g.kind, "violation");
+  EXPECT_EQ(g.action, "connection-denied");
+  EXPECT_EQ(g.reason, "unapproved-source");
+  EXPECT_EQ(g.rule, "link/rdp");
+  EXPECT_EQ(g.source, "198.51.100.66");
+  EXPECT_EQ(g.packets, 3u);
+  // Kept verbatim, fields the controller does not read included.
+  EXPECT_EQ(nlohmann::json::parse(g.json), nlohmann::json::parse(kDenial));
+}
+
+TEST(WireProtocol, AnEventLargerThanTheLimitIsRefusedNotTruncated) {
+  EventsMessage m;
+  m.site = "s";
+  m.stream = "ab";
+  UpstreamEvent e;
+  e.json = R"({"seq":1,"ts":1,"kind":"audit","message":")" +
+           std::string(kMaxUpstreamEventBytes, 'x') + R"("})";
+  m.events.push_back(e);
+  const auto f = encode(EventsUpMessage{m});
+  auto d = decode_enforcer_message(f.type, f.body);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error().message.find("bytes, more than"), std::string::npos) << d.error().message;
+}
+
+TEST(WireProtocol, EventsAckRoundTripAndStrictness) {
+  const auto f = encode(EventsAckMessage{EventsAck{123}});
+  EXPECT_EQ(f.type, "events-ack");
+  auto d = decode_controller_message(f.type, f.body);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(std::get<EventsAckMessage>(*d).ack.through, 123u);
+  EXPECT_FALSE(decode_controller_message("events-ack", R"({"through":null})").ok());
+  EXPECT_FALSE(decode_controller_message("events-ack", R"({"through":-1})").ok());
+  EXPECT_FALSE(decode_controller_message("events-ack", R"({"through":1,"more":2})").ok());
+  EXPECT_FALSE(decode_controller_message("events-ack", R"({})").ok());
+}
 
 TEST(WireProtocol, OversizedFieldsAreRefused) {
   EnforcerState s = sample_state();

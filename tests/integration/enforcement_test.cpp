@@ -895,6 +895,30 @@ TEST_F(EnforcementTest, ApplyInstallsWhatRenderPrints) {
   }
 }
 
+// The per-source log rate's meters and deny chains: what apply commits through libnftnl is what
+// nft itself makes of the rendered text.
+TEST_F(EnforcementTest, ApplyInstallsWhatRenderPrintsWithTheLogRate) {
+  const auto now = now_seconds();
+  const auto policy = write_policy({.links = {rdp_always()}});
+  const auto config = lab_->write_file("rate.toml", "log_rate_per_source = 100\n");
+  ASSERT_RAN(apply(policy, {"--config", config}));
+  const auto rendered =
+      lab_->enforcer({"render", policy, "--config", config, "--at", rfc3339(now)});
+  ASSERT_RAN(rendered);
+  ASSERT_NE(rendered.out.find("limit rate 100/second"), std::string::npos) << rendered.out;
+
+  ScratchNamespace fresh(lab_->prefix() + "fresh");
+  const std::string script = lab_->write_file("rendered.nft", rendered.out);
+  const auto loaded = run_host({"ip", "netns", "exec", fresh.name(), "nft", "-f", script});
+  ASSERT_TRUE(loaded.ok()) << "render output does not load with nft -f: " << loaded.describe()
+                           << "\n--- rendered ---\n"
+                           << rendered.out;
+  const auto listed =
+      run_host({"ip", "netns", "exec", fresh.name(), "nft", "list", "table", "inet", "drawbridge"});
+  ASSERT_RAN(listed);
+  EXPECT_EQ(normalise(list_table("drawbridge")).text, normalise(listed.out).text);
+}
+
 // --- pure subcommands (no kernel, no root) ------------------------------------------------------
 
 class EnforcerCliTest : public ::testing::Test {

@@ -134,8 +134,22 @@ TEST_F(EnforcerConfigTest, ControllerErrorsAreLocated) {
 
 TEST_F(EnforcerConfigTest, UnknownTopLevelKeyListsController) {
   EXPECT_EQ(error("polcy = \"p.toml\"\n"),
-            "e.toml:1:9: unknown key 'polcy' (expected: policy, table, log_group, priority, "
-            "state_dir, trust, expiry_warning_hours, controller, events)");
+            "e.toml:1:9: unknown key 'polcy' (expected: policy, table, log_group, "
+            "log_rate_per_source, priority, state_dir, trust, expiry_warning_hours, controller, "
+            "events)");
+}
+
+TEST_F(EnforcerConfigTest, LogRatePerSourceIsOffByDefaultAndBounded) {
+  const auto plain = load("policy = \"/p.toml\"\n");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->log_rate_per_source, 0u);
+  const auto set = load("log_rate_per_source = 200\n");
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  EXPECT_EQ(set->log_rate_per_source, 200u);
+  EXPECT_EQ(error("log_rate_per_source = -1\n"),
+            "e.toml:1:23: 'log_rate_per_source' must be an integer from 0 (log every denied "
+            "packet) to 1000000 packets per second");
+  EXPECT_NE(error("log_rate_per_source = \"fast\"\n"), "");
 }
 
 TEST_F(EnforcerConfigTest, EventsTableIsReadExactly) {
@@ -183,6 +197,13 @@ TEST_F(EnforcerConfigTest, NoEventsTableMeansDefaults) {
   EXPECT_FALSE(r->events.audit_file);
   EXPECT_TRUE(r->events.syslog.empty());
   EXPECT_EQ(r->events.aggregation, std::chrono::seconds(60));
+  EXPECT_TRUE(r->events.upstream) << "on by default (used only with a [controller] table)";
+}
+
+TEST_F(EnforcerConfigTest, UpstreamCanBeTurnedOff) {
+  const auto r = load("policy = \"/p.toml\"\n[events]\nupstream = false\n");
+  ASSERT_TRUE(r.ok()) << r.error().str();
+  EXPECT_FALSE(r->events.upstream);
 }
 
 TEST_F(EnforcerConfigTest, EventsErrorsAreLocated) {
@@ -190,7 +211,12 @@ TEST_F(EnforcerConfigTest, EventsErrorsAreLocated) {
             "e.toml:2:23: 'aggregation_seconds' must be an integer from 1 to 3600");
   EXPECT_EQ(error("[events]\ncolour = 1\n"),
             "e.toml:2:10: unknown key 'colour' in [events] (expected: organization, "
-            "aggregation_seconds, spool_dir, spool_max_mb, audit_file, syslog)");
+            "aggregation_seconds, spool_dir, spool_max_mb, upstream, audit_file, syslog)");
+  EXPECT_EQ(error("[events]\nupstream = \"no\"\n"),
+            "e.toml:2:12: 'upstream' must be true or false");
+  EXPECT_EQ(error("[[events.syslog]]\nname = \"controller\"\nhost = \"h\"\n"),
+            "e.toml:1:1: [[events.syslog]] may not be named 'controller': that name is the "
+            "upstream output's (to the controller)");
   EXPECT_EQ(error("[[events.syslog]]\nhost = \"h\"\ntransport = \"carrier-pigeon\"\n"),
             "e.toml:3:13: 'transport' must be \"udp\", \"tcp\" or \"tls\"");
   EXPECT_EQ(error("[[events.syslog]]\nhost = \"h\"\ntransport = \"tls\"\n"),

@@ -355,6 +355,88 @@ TEST(CompileOptions, TableLogGroupAndPriorityAppearInPlanAndRendering) {
             std::string::npos);
 }
 
+// With a per-source log rate every deny point logs through a meter per family and then drops
+// and counts the rest without logging; nothing that was dropped before is let through.
+TEST(CompileOptions, LogRatePerSourceMetersEveryDenyPointAndStillDrops) {
+  const Policy policy = load("clinic-east.toml");
+  const Instant now = utc(2026, 11, 26, 15);
+  const RulesetPlan plain = compile(policy, now, CompileOptions{});
+  CompileOptions opt;
+  opt.log_rate_per_source = 50;
+  const RulesetPlan plan = compile(policy, now, opt);
+
+  for (const char* name : {"log_rate_v4", "log_rate_v6"}) {
+    const SetPlan* meter = plan.set(name);
+    ASSERT_NE(meter, nullptr) << name;
+    EXPECT_TRUE(meter->dynamic);
+    EXPECT_FALSE(meter->interval);
+    EXPECT_EQ(meter->size, kLogMeterSize);
+    EXPECT_TRUE(meter->elements.empty());
+  }
+  EXPECT_EQ(plain.set("log_rate_v4"), nullptr);
+
+  // Every prefix logged before is logged now, only through meters, and each is followed by the
+  // rule that drops and counts what the meters refused.
+  std::multiset<std::string> before, metered, rate_limited;
+  for (const auto& c : plain.chains) {
+    for (const auto& r : c.rules) {
+      if (r.log_prefix) before.insert(*r.log_prefix);
+    }
+  }
+  for (const auto& c : plan.chains) {
+    for (std::size_t i = 0; i < c.rules.size(); ++i) {
+      const RulePlan& r = c.rules[i];
+      if (r.log_prefix) {
+        ASSERT_TRUE(r.meter) << c.name;
+        EXPECT_TRUE(r.key.empty()) << c.name << ": the lookup happens once, before the meters";
+        EXPECT_EQ(r.meter->rate, 50u);
+        EXPECT_EQ(r.meter->set, r.meter->family == Family::v4 ? "log_rate_v4" : "log_rate_v6");
+        ASSERT_TRUE(r.verdict);
+        EXPECT_EQ(r.verdict->kind, Verdict::Kind::drop);
+        if (r.meter->family == Family::v4) metered.insert(*r.log_prefix);
+      }
+      if (r.comment.rfind(kRateLimitedComment, 0) == 0) {
+        rate_limited.insert(r.comment.substr(kRateLimitedComment.size()));
+        ASSERT_GE(i, 2u);
+        EXPECT_EQ(c.rules[i - 2].meter->family, Family::v4);
+        EXPECT_EQ(c.rules[i - 1].meter->family, Family::v6);
+        EXPECT_TRUE(r.counter);
+        EXPECT_FALSE(r.meter);
+        EXPECT_FALSE(r.log_prefix);
+        ASSERT_TRUE(r.verdict);
+        EXPECT_EQ(r.verdict->kind, Verdict::Kind::drop);
+        EXPECT_TRUE(r.key.empty());
+        EXPECT_EQ(i + 1, c.rules.size()) << c.name << ": nothing may follow the final drop";
+      }
+    }
+  }
+  EXPECT_EQ(std::set<std::string>(metered.begin(), metered.end()),
+            std::set<std::string>(before.begin(), before.end()));
+  EXPECT_EQ(rate_limited, metered);
+
+  // The guard lookup in the gate sends its matches to a deny chain instead of logging itself.
+  const ChainPlan* gate = plan.chain("gate");
+  ASSERT_NE(gate, nullptr);
+  const RulePlan& guard = gate->rules.back();
+  EXPECT_EQ(guard.set, "guarded");
+  ASSERT_TRUE(guard.verdict);
+  EXPECT_EQ(guard.verdict->kind, Verdict::Kind::go_to);
+  EXPECT_TRUE(guard.counter);
+  const ChainPlan* deny = plan.chain(guard.verdict->chain);
+  ASSERT_NE(deny, nullptr);
+  EXPECT_EQ(deny->rules.size(), 3u);
+  EXPECT_EQ(deny->rules[0].log_prefix, log_prefix(DenyReason::unapproved_source, "guard"));
+
+  EXPECT_NE(plan_fingerprint(plan), plan_fingerprint(plain));
+  opt.log_rate_per_source = 51;
+  EXPECT_NE(plan_fingerprint(compile(policy, now, opt)), plan_fingerprint(plan));
+  const std::string text = render_nft(plan);
+  EXPECT_NE(text.find("update @log_rate_v4 { ip saddr limit rate 50/second burst 50 packets }"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("flags dynamic,timeout"), std::string::npos);
+}
+
 TEST(CompileOptions, DefaultsMatchTheEnforcerConfig) {
   const CompileOptions opt;
   const EnforcerConfig cfg;

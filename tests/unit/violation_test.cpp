@@ -177,6 +177,37 @@ TEST(Aggregation, APortScanIsAHandfulOfEventsWithTheRightCounts) {
   EXPECT_EQ(packets(out), 1000u);  // every probe counted exactly once
 }
 
+// A scanner that sweeps the same 100 ports again and again, for ten intervals: after its first
+// few flows it is one scan summary per interval, not a growing number of per-flow summaries.
+TEST(Aggregation, ARepeatedScanStaysOneSummaryPerIntervalUntilItStops) {
+  ViolationAggregator agg(AggregationOptions{std::chrono::seconds(5), 10, 100'000});
+  std::vector<SocEvent> out;
+  std::uint64_t sent = 0;
+  std::size_t most_per_interval = 0;
+  for (int round = 0; round < 10; ++round) {
+    const Instant start = kT0 + std::chrono::seconds(5 * round);
+    for (int port = 1; port <= 100; ++port) {
+      const Instant t = start + std::chrono::milliseconds(port * 10);
+      ++sent;
+      const Flow f = tcp("198.51.100.66", 40000, "10.20.0.10", static_cast<std::uint16_t>(port));
+      if (auto e = agg.observe(denial(f, t), t)) out.push_back(*e);
+    }
+    auto due = agg.flush_due(start + std::chrono::milliseconds(4999) + std::chrono::seconds(1));
+    most_per_interval = std::max(most_per_interval, due.size());
+    out.insert(out.end(), due.begin(), due.end());
+  }
+  EXPECT_LE(most_per_interval, 11u) << "first flows' summaries + one scan summary, at most";
+  EXPECT_LE(out.size(), 10u + 10u * 2u);
+  auto rest = agg.flush_all(kT0 + 120s);
+  out.insert(out.end(), rest.begin(), rest.end());
+  EXPECT_EQ(packets(out), sent) << "every probe counted exactly once";
+
+  // Quiet for a whole interval: the source is no longer a known scanner; its next flow is news.
+  EXPECT_TRUE(agg.flush_due(kT0 + 200s).empty());
+  const Flow later = tcp("198.51.100.66", 40000, "10.20.0.10", 7);
+  EXPECT_TRUE(agg.observe(denial(later, kT0 + 201s), kT0 + 201s).has_value());
+}
+
 TEST(Aggregation, ASpoofedFloodIsBoundedAndFullyCounted) {
   AggregationOptions o;
   o.max_flows = 1000;
