@@ -132,6 +132,8 @@ ports = ["tcp/22"]
       find([&](const json& e) { return denied(e, addr::kAttacker, 3389, "unapproved-source"); });
   ASSERT_NE(attacker, events.end());
   EXPECT_EQ((*attacker)["rule"].value("name", ""), "link/rdp");
+  // The attacker is not the provider, whose link it knocked at.
+  EXPECT_FALSE((*attacker)["labels"].contains("provider"));
   EXPECT_EQ((*attacker)["labels"].value("site", ""), "lab");
   EXPECT_EQ((*attacker)["organization"].value("name", ""), "Lab");
   EXPECT_EQ((*attacker)["network"].value("transport", ""), "tcp");

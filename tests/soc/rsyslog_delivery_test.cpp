@@ -1,6 +1,5 @@
-// Delivery against a real rsyslogd, started by each test on loopback ports of its own (no
-// service is assumed) and killed when the test ends, pass or fail (and by the kernel, through
-// PR_SET_PDEATHSIG, should the test binary itself die):
+// Delivery against a real rsyslogd (tests/support/rsyslog_harness.h), started by each test on
+// loopback ports of its own (no service is assumed) and killed when the test ends, pass or fail:
 //   imudp, imtcp (RFC 6587 octet counting) and imtcp with the gtls stream driver (RFC 5425), all
 //   into one file written with the raw message, which the tests read back.
 // Events go spool → Delivery → SyslogOutput exactly as in the daemon; the formatter here is a
@@ -8,277 +7,35 @@
 //
 // The binary has a second mode, `--deliver-child <spool> <port>`, used as an "enforcer" process
 // that the restart test kills with SIGKILL in the middle of delivering.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <array>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <map>
 #include <regex>
-#include <sstream>
 #include <thread>
 
 #include "enforcer/soc/event_sink.h"
 #include "enforcer/soc/event_spool.h"
+#include "tests/support/rsyslog_harness.h"
 
 namespace drawbridge {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using SteadyClock = std::chrono::steady_clock;
 
 std::string self_exe;  // this binary, for the child mode
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "drawbridge-rsyslog-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// A port the kernel just said was free on 127.0.0.1 (for `type`: SOCK_STREAM or SOCK_DGRAM).
-std::uint16_t free_port(int type) {
-  const int s = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
-bool run(const std::string& command) {
-  return std::system((command + " >/dev/null 2>&1").c_str()) == 0;
-}
-
-std::string capture(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  std::array<char, 512> buf{};
-  while (std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
-  ::pclose(p);
-  return out;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-template <class Pred>
-bool eventually(Pred pred, milliseconds limit) {
-  const auto until = SteadyClock::now() + limit;
-  while (SteadyClock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds{20});
-  }
-  return pred();
-}
-
-// Starts `argv` with stdout and stderr into `log`, dying with this process.
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec: the parent has threads.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Waits for the process to end, up to `limit`; true when it did.
-bool reap(pid_t pid, milliseconds limit) {
-  const auto until = SteadyClock::now() + limit;
-  for (;;) {
-    int status = 0;
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid || r < 0) return true;
-    if (SteadyClock::now() >= until) return false;
-    std::this_thread::sleep_for(milliseconds{10});
-  }
-}
-
-// The certificates of one test run, made with the openssl CLI: a CA and the collector's
-// certificate for 127.0.0.1 / localhost, and a second, unrelated CA.
-struct Pki {
-  std::string dir, ca, ca_key, server_cert, server_key, rogue_ca;
-  std::string cert_sha256, spki_sha256;
-
-  bool make(const std::string& d) {
-    dir = d;
-    ca = d + "/ca.pem";
-    ca_key = d + "/ca.key";
-    server_cert = d + "/server.pem";
-    server_key = d + "/server.key";
-    rogue_ca = d + "/rogue-ca.pem";
-    const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    std::ofstream(d + "/server.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                                        "basicConstraints=CA:FALSE\n"
-                                        "keyUsage=digitalSignature\n"
-                                        "extendedKeyUsage=serverAuth\n";
-    if (!run("openssl req -x509 " + ec + " -keyout " + ca_key + " -out " + ca +
-             " -days 2 -subj '/CN=Drawbridge Test SOC CA'") ||
-        !run("openssl req " + ec + " -keyout " + server_key + " -out " + d +
-             "/server.csr -subj '/CN=collector.test'") ||
-        !run("openssl x509 -req -in " + d + "/server.csr -CA " + ca + " -CAkey " + ca_key +
-             " -CAcreateserial -out " + server_cert + " -days 2 -extfile " + d + "/server.ext") ||
-        !run("openssl req -x509 " + ec + " -keyout " + d + "/rogue.key -out " + rogue_ca +
-             " -days 2 -subj '/CN=Drawbridge Test SOC CA'")) {
-      return false;
-    }
-    // The two pins an operator would compute, exactly as docs/soc-delivery.md says.
-    cert_sha256 = capture("openssl x509 -in " + server_cert + " -noout -fingerprint -sha256");
-    cert_sha256 = cert_sha256.substr(cert_sha256.find('=') + 1);
-    cert_sha256.erase(cert_sha256.find_last_not_of("\n") + 1);
-    spki_sha256 = capture("openssl x509 -in " + server_cert +
-                          " -pubkey -noout | openssl pkey -pubin -outform der"
-                          " | openssl dgst -sha256 -r");
-    spki_sha256 = spki_sha256.substr(0, spki_sha256.find(' '));
-    return cert_sha256.size() == 95 && spki_sha256.size() == 64;
-  }
-};
-
-// One rsyslogd for one test: UDP, TCP and TLS inputs on loopback, one output file.
-class Rsyslog {
- public:
-  Rsyslog(const std::string& dir, const Pki& pki) : dir_(dir) {
-    tcp_port = free_port(SOCK_STREAM);
-    tls_port = free_port(SOCK_STREAM);
-    udp_port = free_port(SOCK_DGRAM);
-    out = dir + "/received.log";
-    fs::create_directories(dir + "/work");
-    // The configuration docs/soc-delivery.md shows for the collector side.
-    std::ofstream(dir + "/rsyslog.conf")
-        << "global(workDirectory=\"" << dir << "/work\" maxMessageSize=\"64k\")\n"
-        << "module(load=\"imudp\")\n"
-        << "module(load=\"imtcp\" maxSessions=\"100\")\n"
-        << "template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n"
-        << "ruleset(name=\"soc\") {\n"
-        << "  action(type=\"omfile\" file=\"" << out << "\" template=\"raw\")\n"
-        << "}\n"
-        << "input(type=\"imudp\" address=\"127.0.0.1\" port=\"" << udp_port
-        << "\" ruleset=\"soc\")\n"
-        << "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" << tcp_port
-        << "\" ruleset=\"soc\")\n"
-        << "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" << tls_port
-        << "\" ruleset=\"soc\"\n"
-        << "      streamDriver.name=\"gtls\" streamDriver.mode=\"1\"\n"
-        << "      streamDriver.authMode=\"anon\"\n"
-        << "      streamDriver.CAFile=\"" << pki.ca << "\"\n"
-        << "      streamDriver.CertFile=\"" << pki.server_cert << "\"\n"
-        << "      streamDriver.KeyFile=\"" << pki.server_key << "\")\n";
-  }
-  ~Rsyslog() { kill(); }
-  Rsyslog(const Rsyslog&) = delete;
-  Rsyslog& operator=(const Rsyslog&) = delete;
-
-  // Starts rsyslogd and waits until all three inputs listen.
-  ::testing::AssertionResult start() {
-    const char* env = std::getenv("DRAWBRIDGE_RSYSLOGD");
-    const std::string bin = env != nullptr ? env : "/usr/sbin/rsyslogd";
-    if (!fs::exists(bin)) {
-      return ::testing::AssertionFailure()
-             << bin << " is missing: install rsyslog and rsyslog-gnutls (.ci/debian-packages.txt)";
-    }
-    pid_ = spawn({bin, "-n", "-f", dir_ + "/rsyslog.conf", "-i", dir_ + "/rsyslogd.pid"},
-                 dir_ + "/rsyslogd.out");
-    const bool up = eventually(
-        [&] {
-          return listening("tcp", tcp_port) && listening("tcp", tls_port) &&
-                 listening("udp", udp_port);
-        },
-        seconds{15});
-    if (!up) {
-      return ::testing::AssertionFailure()
-             << "rsyslogd did not start listening: " << read_file(dir_ + "/rsyslogd.out");
-    }
-    return ::testing::AssertionSuccess();
-  }
-
-  // A clean stop (SIGTERM): what a collector restart or maintenance looks like.
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    if (!reap(pid_, seconds{10})) kill();
-    pid_ = -1;
-  }
-
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    reap(pid_, seconds{10});
-    pid_ = -1;
-  }
-
-  [[nodiscard]] std::vector<std::string> lines() const {
-    std::vector<std::string> out_lines;
-    std::istringstream in(read_file(out));
-    for (std::string line; std::getline(in, line);) out_lines.push_back(line);
-    return out_lines;
-  }
-
-  std::uint16_t tcp_port = 0, tls_port = 0, udp_port = 0;
-  std::string out;
-
- private:
-  // Whether something listens on 127.0.0.1:port, from /proc/net/{tcp,udp} (a connection
-  // attempt would show up in rsyslog's own log as a broken session).
-  static bool listening(const std::string& proto, std::uint16_t port) {
-    char local[32];
-    std::snprintf(local, sizeof local, "0100007F:%04X", port);
-    std::istringstream in(read_file("/proc/net/" + proto));
-    for (std::string line; std::getline(in, line);) {
-      std::istringstream fields(line);
-      std::string slot, addr, remote, state;
-      fields >> slot >> addr >> remote >> state;
-      if (addr == local && (proto == "udp" || state == "0A")) return true;
-    }
-    return false;
-  }
-
-  std::string dir_;
-  pid_t pid_ = -1;
-};
+using test_support::eventually;
+using test_support::Pki;
+using test_support::read_file;
+using test_support::reap;
+using test_support::Rsyslog;
+using test_support::spawn;
+using test_support::TempDir;
 
 // The syslog line of an event: RFC 5424 with the spool sequence as meta sequenceId, tagged with
 // the output's name so that one file can hold what several outputs sent.

@@ -94,6 +94,20 @@ TEST(Attribution, AttackerOnAGuardedPortHasNoProvider) {
   EXPECT_NE(e.message.find("guarded port"), std::string::npos);
 }
 
+// An attacker at a link's host and port: the link names the direction, but the attempt is not
+// filed under the MSP, whose address it is not.
+TEST(Attribution, AttackerAtALinkIsNotFiledUnderTheLinksProvider) {
+  const Policy p = clinic_east();
+  auto prefix = parse_log_prefix("drawbridge:unapproved-source:link/rdp-servers");
+  ASSERT_TRUE(prefix.ok());
+  const auto e =
+      attribute_denial(*prefix, tcp("198.51.100.66", 40000, "10.20.0.10", 3389), kT0, &p);
+  EXPECT_TRUE(e.provider.empty()) << e.provider;
+  EXPECT_EQ(e.link, "rdp-servers");
+  ASSERT_TRUE(e.flow);
+  EXPECT_EQ(e.flow->direction, FlowDirection::inbound);
+}
+
 TEST(Attribution, OutboundToAProviderIsOutbound) {
   const Policy p = clinic_east();
   auto prefix = parse_log_prefix("drawbridge:unapproved-host:provider/acme");
