@@ -21,6 +21,7 @@
 
 #include "common/log_throttle.h"
 #include "common/policy_parser.h"
+#include "common/service_notify.h"
 #include "common/signing.h"
 #include "common/text_encoding.h"
 #include "common/wire_protocol.h"
@@ -118,6 +119,8 @@ class Controller {
     log_->info("serving {} enforcer(s) on {} ({}); admin socket {}", cfg_.enforcers.size(),
                cfg_.listen, cfg_.insecure ? "INSECURE: plain TCP" : "CURVE, ZAP-checked keys",
                cfg_.admin_endpoint());
+    service::ready("serving " + std::to_string(cfg_.enforcers.size()) + " enforcer(s) on " +
+                   cfg_.listen);
     int code = 0;
     while (true) {
       zmq::pollitem_t items[] = {{zap.handle(), 0, ZMQ_POLLIN, 0},
@@ -137,9 +140,13 @@ class Controller {
         if (read(sigfd, &si, sizeof si) == sizeof si) {
           if (si.ssi_signo != SIGHUP) {
             log_->info("stopping on signal {}", si.ssi_signo);
+            service::stopping("stopping");
             break;
           }
+          service::reloading("reloading " + config_path_);
           reload();
+          service::ready("serving " + std::to_string(cfg_.enforcers.size()) + " enforcer(s) on " +
+                         cfg_.listen);
         }
       }
       // Drain in bounded batches so that no socket starves the others under a flood.

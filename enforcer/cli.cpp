@@ -441,8 +441,18 @@ int run_cli(int argc, char** argv) {
   }
   if (*apply) return cmd_apply(*cfg, dry_run);
   if (*run) {
-    return run_daemon(DaemonOptions{cfg->policy, compile_options(*cfg), cfg->state_dir, cfg->trust,
-                                    cfg->expiry_warning, cfg->controller, cfg->events});
+    const auto daemon_options = [](const EnforcerConfig& c) {
+      return DaemonOptions{c.policy,         compile_options(c), c.state_dir, c.trust,
+                           c.expiry_warning, c.controller,       c.events,    {}};
+    };
+    DaemonOptions options = daemon_options(*cfg);
+    // SIGHUP layers the same way again: the config file as it is now, then the same flags.
+    options.reread = [settings, daemon_options]() -> Result<DaemonOptions> {
+      auto fresh = settings.resolve();
+      if (!fresh.ok()) return fresh.error();
+      return daemon_options(*fresh);
+    };
+    return run_daemon(options);
   }
   return kUsage;
 }

@@ -15,6 +15,7 @@
 
 #include "common/log_throttle.h"
 #include "common/policy_parser.h"
+#include "common/service_notify.h"
 #include "common/trust.h"
 #include "common/window_schedule.h"
 #include "common/wire_protocol.h"
@@ -92,6 +93,9 @@ class Daemon {
       log_->critical("cannot create signal/timer descriptors: {}", std::strerror(errno));
       return 1;
     }
+    // The table is in the kernel (or there is none to install yet): units ordered after this one
+    // start with the gateway protected.
+    service::ready(service_status());
 
     while (true) {
       arm(timer.get());
@@ -138,6 +142,8 @@ class Daemon {
         signalfd_siginfo si{};
         if (read(sigfd.get(), &si, sizeof si) == sizeof si) {
           if (si.ssi_signo == SIGHUP) {
+            service::reloading("reloading");
+            if (opt_.reread) reread_settings();
             if (opt_.policy_path.empty()) {
               log_->info("SIGHUP: no local policy configured; re-applying what is held");
               if (policy_) apply("reload", Mode::reconcile);
@@ -145,11 +151,13 @@ class Daemon {
               log_->info("SIGHUP: reloading {}", opt_.policy_path);
               if (load_policy()) apply("reload", Mode::reconcile);
             }
+            service::ready(service_status());
           } else {
             log_->info(
                 "stopping on signal {}; table inet {} stays in place and open windows "
                 "still close on their kernel timeouts",
                 si.ssi_signo, opt_.compile.table);
+            service::stopping("stopping; table inet " + opt_.compile.table + " stays in place");
             count_logged();
             if (events_) events_->stop(policy_ ? &*policy_ : nullptr, now_ms());
             return 0;
@@ -176,6 +184,34 @@ class Daemon {
   }
 
  private:
+  // SIGHUP: the settings that can change under a running daemon take effect now; the rest are
+  // named, so that nobody believes a changed table or SOC output is already in use.
+  void reread_settings() {
+    auto fresh = opt_.reread();
+    if (!fresh.ok()) {
+      log_->error("SIGHUP: the config is invalid, keeping the running settings: {}",
+                  fresh.error().str());
+      return;
+    }
+    for (const auto& key : settings_needing_restart(opt_, *fresh)) {
+      log_->warn("SIGHUP: {} changed in the config; takes effect at the next restart", key);
+    }
+    if (fresh->policy_path != opt_.policy_path) {
+      log_->info("SIGHUP: policy is now {}",
+                 fresh->policy_path.empty() ? std::string("(none)") : fresh->policy_path);
+    }
+    opt_.policy_path = fresh->policy_path;
+    opt_.trust_path = fresh->trust_path;
+    opt_.expiry_warning = fresh->expiry_warning;
+  }
+
+  // The one-line state `systemctl status` shows.
+  std::string service_status() const {
+    if (!policy_) return "no policy yet: waiting for the controller's first bundle";
+    return "enforcing site " + policy_->site + " serial " + std::to_string(policy_->serial) +
+           " in table inet " + opt_.compile.table;
+  }
+
   bool load_policy() {
     // At start-up an unreadable policy path falls back to the bundle accepted last, so the
     // gateway is protected from boot even before anything else delivers a policy.
@@ -269,6 +305,7 @@ class Daemon {
                                            std::filesystem::absolute(policy_source_).string(),
                                            plan.compiled_at, policy_->expires});
     if (!saved.ok()) log_->error("applied, but could not record it: {}", saved.error().message);
+    service::status(service_status());  // a bundle from the controller changes it too
     return true;
   }
 
@@ -712,6 +749,22 @@ class Daemon {
 };
 
 }  // namespace
+
+std::vector<std::string> settings_needing_restart(const DaemonOptions& running,
+                                                  const DaemonOptions& reread) {
+  std::vector<std::string> keys;
+  const auto& a = running.compile;
+  const auto& b = reread.compile;
+  if (a.table != b.table) keys.emplace_back("table");
+  if (a.log_group != b.log_group) keys.emplace_back("log_group");
+  // The SOC side quotes the rate in its rate-limited events: kernel and events change together.
+  if (a.log_rate_per_source != b.log_rate_per_source) keys.emplace_back("log_rate_per_source");
+  if (a.priority != b.priority) keys.emplace_back("priority");
+  if (running.state_dir != reread.state_dir) keys.emplace_back("state_dir");
+  if (!(running.events == reread.events)) keys.emplace_back("[events]");
+  if (running.controller != reread.controller) keys.emplace_back("[controller]");
+  return keys;
+}
 
 int run_daemon(const DaemonOptions& options) {
   try {

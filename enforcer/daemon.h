@@ -6,7 +6,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "enforcer/enforcer_config.h"
 #include "enforcer/ruleset_plan.h"
@@ -25,7 +27,16 @@ struct DaemonOptions {
   std::optional<ControllerLinkConfig> controller;
   // What the SOC is told and where it goes (denied packets, provider sessions, audit facts).
   EventsConfig events;
+  // SIGHUP re-reads the settings through this (the config file with the command line's
+  // overrides on top). Unset: SIGHUP re-reads only the policy.
+  std::function<Result<DaemonOptions>()> reread;
 };
+
+// The settings that differ between the running daemon and a re-read config but apply only at
+// the next restart (the table, the NFLOG group, the SOC outputs, the control channel …), by their
+// config key. The others (policy, trust, expiry_warning_hours) a SIGHUP applies at once.
+std::vector<std::string> settings_needing_restart(const DaemonOptions& running,
+                                                  const DaemonOptions& reread);
 
 // Returns the process exit code.
 int run_daemon(const DaemonOptions& options);
