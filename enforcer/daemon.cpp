@@ -158,6 +158,9 @@ class Daemon {
                 "still close on their kernel timeouts",
                 si.ssi_signo, opt_.compile.table);
             service::stopping("stopping; table inet " + opt_.compile.table + " stays in place");
+            // What the kernel still queues is read before the last count, so that only
+            // what really was lost is reported as lost.
+            if (events_) events_->drain(policy_ ? &*policy_ : nullptr, std::chrono::seconds(2));
             count_logged();
             if (events_) events_->stop(policy_ ? &*policy_ : nullptr, now_ms());
             return 0;

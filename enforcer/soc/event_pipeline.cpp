@@ -84,6 +84,7 @@ struct EventPipeline::Impl {
   std::uint64_t append_failures = 0;
   NflogCounters reported{};  // the reader's counters as of the last loss report
   std::uint64_t lost_reported = 0;
+  bool stopping = false;  // drained and read for the last time: no packet is still on its way
   std::uint64_t conntrack_lost_reported = 0;
   LogAccounting accounting;
   std::uint64_t logged_while_down = 0;
@@ -147,7 +148,8 @@ struct EventPipeline::Impl {
   [[nodiscard]] std::uint64_t denied_lost() const {
     if (!nflog) return 0;
     const auto& t = nflog->totals();
-    return accounting.lost(t.received, t.seq_lost);
+    return std::max(lost_reported, stopping ? accounting.lost_now(t.received, t.seq_lost)
+                                            : accounting.lost(t.received, t.seq_lost));
   }
 
   void report_loss(const Policy* policy, Instant now) {
@@ -423,8 +425,28 @@ std::optional<Instant> EventPipeline::next_due() const {
   return due;
 }
 
+void EventPipeline::drain(const Policy* policy, std::chrono::milliseconds budget) {
+  if (!impl_->nflog) return;
+  const auto until = std::chrono::steady_clock::now() + budget;
+  const auto now = [] {
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now());
+  };
+  // A packet logged just before may wait in the kernel for the flush timeout (timeout_cs).
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    while (std::chrono::steady_clock::now() < until) {
+      const auto before = impl_->nflog->totals();
+      on_nflog_readable(policy, now());
+      const auto& after = impl_->nflog->totals();
+      if (after.received == before.received && after.parse_errors == before.parse_errors) break;
+    }
+  }
+}
+
 void EventPipeline::stop(const Policy* policy, Instant now) {
   auto& im = *impl_;
+  im.stopping = true;
   for (auto& e : im.aggregator.flush_all(now)) {
     im.annotate_summary(e);
     im.stamp(e, policy, now);

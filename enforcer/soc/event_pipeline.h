@@ -94,7 +94,12 @@ class EventPipeline {
   void tick(const Policy* policy, Instant now);
   [[nodiscard]] std::optional<Instant> next_due() const;
 
-  // Emits the enforcer-stopped event and what the aggregator still holds.
+  // Reads NFLOG dry, waiting once for the kernel's flush timeout, for at most `budget`: before
+  // the last reading of the counters at stop, so that what is still queued is read, not lost.
+  void drain(const Policy* policy, std::chrono::milliseconds budget);
+
+  // Emits the enforcer-stopped event and what the aggregator still holds; a loss against the
+  // last reading is counted without the usual lag (call drain() and account() first).
   void stop(const Policy* policy, Instant now);
 
   [[nodiscard]] EventPipelineStatus status() const;

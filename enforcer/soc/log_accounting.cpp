@@ -56,6 +56,11 @@ std::uint64_t LogAccounting::lost(std::uint64_t received, std::uint64_t seq_lost
   return std::max(seq_lost, shortfall);
 }
 
+std::uint64_t LogAccounting::lost_now(std::uint64_t received, std::uint64_t seq_lost) const {
+  const std::uint64_t shortfall = logged_ > received ? logged_ - received : 0;
+  return std::max(seq_lost, shortfall);
+}
+
 LoggedWhileDown LogAccounting::logged_while_down(const SavedLogCounters& saved,
                                                  const LogCounterReading& now) {
   LoggedWhileDown down;

@@ -81,6 +81,9 @@ class LogAccounting {
 
   // The loss bound described above, given what the reader counted since the first reading.
   [[nodiscard]] std::uint64_t lost(std::uint64_t received, std::uint64_t seq_lost) const;
+  // The same without the lag, for when nothing can still be on its way: the socket was read
+  // dry after the kernel's flush timeout, just before the last reading (at stop).
+  [[nodiscard]] std::uint64_t lost_now(std::uint64_t received, std::uint64_t seq_lost) const;
 
   [[nodiscard]] const std::optional<LogCounterReading>& last() const { return last_; }
 

@@ -65,6 +65,16 @@ TEST(LogAccounting, LossIsTheLargerLowerBoundAndLagsOneReading) {
   EXPECT_EQ(acc.lost(1200, 0), 0u) << "more received than logged (another rule, a race): no loss";
 }
 
+TEST(LogAccounting, AtStopNothingIsInFlightAndTheLagIsDropped) {
+  LogAccounting acc;
+  acc.observe(reading(0, {logged(1, 0)}));
+  acc.observe(reading(10, {logged(1, 500)}));
+  acc.observe(reading(11, {logged(1, 900)}));  // the last reading, after the socket ran dry
+  EXPECT_EQ(acc.lost(850, 0), 0u) << "lagged: 500 logged by the reading before";
+  EXPECT_EQ(acc.lost_now(850, 0), 50u) << "the queue was read dry: the rest never comes";
+  EXPECT_EQ(acc.lost_now(850, 60), 60u);
+}
+
 TEST(LogAccounting, RateLimitedCountsArePerDenyPointAndNotLogged) {
   LogAccounting acc;
   acc.observe(reading(0, {logged(1, 0), limited(2, 0), limited(3, 0, "drawbridge:x:y")}));
