@@ -335,6 +335,9 @@ class Daemon {
     if (st.added || st.deleted || !st.incremental) {
       log_open(plan, "window edge");
     } else {
+      // A grant or window that ended by its kernel timeout left nothing to delete, but the SOC
+      // must still hear that it closed.
+      report_access_changes(plan);
       warn_if_expiring(now);
     }
   }

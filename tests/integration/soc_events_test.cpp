@@ -2,6 +2,8 @@
 // daemon over NFLOG, are attributed and aggregated, and land in the tamper-evident audit file.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -181,6 +183,43 @@ ports = ["tcp/22"]
   const auto broken = lab_->enforcer({"verify-log", audit_});
   EXPECT_EQ(broken.exit_code, 1) << broken.describe();
   EXPECT_NE(broken.out.find("is broken"), std::string::npos) << broken.out << broken.err;
+}
+
+// A grant that ends closes in the kernel by its own timeout; the SOC still hears that it closed,
+// with the ticket, when the daemon reaches that edge.
+TEST_F(SocEventsTest, AGrantThatEndsIsReportedClosedWithItsTicket) {
+  const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+  const auto rfc3339 = [](std::chrono::sys_seconds t) {
+    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::string(buf);
+  };
+  const auto policy =
+      lab_->write_file("policy.toml",
+                       "version = 1\nsite = \"lab\"\nserial = 5\ntimezone = \"UTC\"\n"
+                       "[providers.acme]\naddresses = [\"203.0.113.0/28\"]\n"
+                       "[[links]]\nname = \"vnc\"\nprovider = \"acme\"\ndirection = \"inbound\"\n"
+                       "hosts = [\"10.20.0.11\"]\nports = [\"tcp/5900\"]\nwindows = []\n"
+                       "[[grants]]\nlink = \"vnc\"\nticket = \"CHG-77\"\nfrom = " +
+                           rfc3339(now - std::chrono::minutes(1)) +
+                           "\nuntil = " + rfc3339(now + std::chrono::seconds(4)) + "\n");
+  const auto config = lab_->write_file(
+      "enforcer.toml", "policy = \"" + policy + "\"\nstate_dir = \"" + state_ + "\"\n");
+  auto daemon = lab_->spawn_enforcer({"run", "--config", config});
+  const auto has = [](const std::vector<json>& ev, const char* what) {
+    return std::any_of(ev.begin(), ev.end(), [&](const json& e) {
+      return action_of(e) == what && e.dump().find("CHG-77") != std::string::npos;
+    });
+  };
+  ASSERT_TRUE(wait_for([&](const auto& ev) { return has(ev, "window-opened"); }, 5s))
+      << daemon.err();
+  EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer2, "tcp/5900", 500ms));
+  ASSERT_TRUE(wait_for([&](const auto& ev) { return has(ev, "window-closed"); }, 10s))
+      << daemon.err();
+  EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer2, "tcp/5900", 300ms));
 }
 
 }  // namespace
