@@ -18,6 +18,7 @@ apt-get update -qq
 mapfile -t packages < <(grep -Ev '^\s*(#|$)' .ci/debian-packages.txt)
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# /usr: what the Debian packages (`--target package`) install into.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
 cmake --build build -j"$(nproc)"
 echo "built: build/enforcer/drawbridge-enforcer"

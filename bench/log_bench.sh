@@ -2,7 +2,7 @@
 # Benchmark: denied packets per second that the enforcer logs with zero unaccounted loss, its CPU
 # per 1,000 packets and per 1,000 events, and how aggregation bounds the events the SOC gets
 # under a SYN flood. See docs/performance.md#violation-logging for the method and the results.
-# Run as root; everything runs inside the namespace lab (vm/lab.sh) under a prefix of its own,
+# Run as root; everything runs inside the namespace lab (vm/netns-lab.sh) under a prefix of its own,
 # which is always deleted.
 set -euo pipefail
 
@@ -128,7 +128,7 @@ mkdir -p "$OUT/runs"
 
 # ---- the lab, under a prefix of our own; deleted on every exit path
 PREFIX="dblb$$-"
-LAB=(bash "$REPO/vm/lab.sh")
+LAB=(bash "$REPO/vm/netns-lab.sh")
 DAEMON_PID=""
 cleanup() {
   if [[ -n $DAEMON_PID ]]; then kill -TERM "$DAEMON_PID" 2>/dev/null || true; fi

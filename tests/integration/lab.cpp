@@ -349,9 +349,9 @@ NamespaceLab::~NamespaceLab() {
 
 void NamespaceLab::build() {
   temp_dir_ = make_temp_dir("drawbridge-lab-XXXXXX");
-  const std::string script = std::string(source_dir()) + "/vm/lab.sh";
+  const std::string script = std::string(source_dir()) + "/vm/netns-lab.sh";
   const auto up = run_host({"bash", script, "up", "--prefix", prefix_, "--no-servers"}, 30s);
-  if (!up.ok()) throw std::runtime_error("vm/lab.sh up failed: " + up.describe());
+  if (!up.ok()) throw std::runtime_error("vm/netns-lab.sh up failed: " + up.describe());
 
   for (const auto& ns : {lan(), gw()}) {
     Process server = spawn(ns, {labnet_bin(), "serve", "--tcp", kServeTcp, "--udp", kServeUdp});
@@ -373,7 +373,7 @@ void NamespaceLab::teardown() noexcept {
   }
   servers_.clear();
   try {
-    const std::string script = std::string(source_dir()) + "/vm/lab.sh";
+    const std::string script = std::string(source_dir()) + "/vm/netns-lab.sh";
     (void)run_host({"bash", script, "down", "--prefix", prefix_}, 30s);
   } catch (...) {
   }

@@ -1,5 +1,6 @@
 // The integration lab: three network namespaces (msp ↔ gw ↔ lan) with echo servers, built by
-// vm/lab.sh (the one description of the topology) and torn down when the NamespaceLab goes away.
+// vm/netns-lab.sh (the one description of the topology) and torn down when the NamespaceLab goes
+// away.
 // Tests send real packets through the gateway with drawbridge-labnet and run the enforcer inside
 // the gateway namespace.
 //
@@ -112,7 +113,7 @@ StreamResult parse_stream(const RunResult& result);
 RunResult run_host(const std::vector<std::string>& argv, Millis timeout = 10s);
 
 // Paths given by the build; the environment variables DRAWBRIDGE_ENFORCER and DRAWBRIDGE_LABNET
-// override them (as for vm/lab.sh), e.g. to test an installed enforcer.
+// override them (as for vm/netns-lab.sh), e.g. to test an installed enforcer.
 const char* enforcer_bin();
 const char* labnet_bin();
 // The controller binary; DRAWBRIDGE_CONTROLLER overrides the build's.
