@@ -33,7 +33,7 @@ struct EnforcerConfig {
   // Denied packets logged per source address and second; the rest are dropped and counted
   // without logging (CompileOptions::log_rate_per_source). 0: log every one.
   std::uint32_t log_rate_per_source = 0;
-  int priority = -10;                // of its base chains (filter = 0)
+  int priority = -10;  // of its base chains (filter = 0)
   std::string state_dir = "/var/lib/drawbridge";
   // Signed bundles: the trust file (common/trust.h) naming this gateway's site, the provider
   // and customer keys whose signatures count, and the customer's ceiling.

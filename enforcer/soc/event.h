@@ -34,8 +34,8 @@ inline constexpr const char* kExpiryWarning = "policy-expiry-warning";
 inline constexpr const char* kPolicyExpired = "policy-expired";
 inline constexpr const char* kEnforcerStarted = "enforcer-started";
 inline constexpr const char* kEnforcerStopped = "enforcer-stopped";
-inline constexpr const char* kLogLoss = "log-loss";      // NFLOG gaps, ENOBUFS, shortfall
-inline constexpr const char* kLogEpoch = "log-epoch";    // the NFLOG reader (re)started
+inline constexpr const char* kLogLoss = "log-loss";    // NFLOG gaps, ENOBUFS, shortfall
+inline constexpr const char* kLogEpoch = "log-epoch";  // the NFLOG reader (re)started
 // Denied packets dropped without logging because their source exceeded the log rate.
 inline constexpr const char* kLogRateLimited = "log-rate-limited";
 inline constexpr const char* kSpoolLoss = "event-loss";  // spool full: summaries compacted
