@@ -22,8 +22,12 @@ Methods (each run, in alternating order):
   nft-check    nft -c -f rendered.nft                      (kernel validates, aborts)
   check        drawbridge-enforcer check POLICY            (parse + validate, no netlink)
   render       drawbridge-enforcer render POLICY --at T    (parse + compile + print)
+  iptables     iptables-restore naive.rules                (empty namespace): the ruleset people
+               write by hand, one ACCEPT rule per (source, host, port), about 115 × N rules
+               (bench/gen_iptables.py); after a timeout at one size, not run at larger sizes
 After every run that installs a table, the provider maps must hold N elements (providers_v4,
-plus provider_hosts_v4 where single addresses have their own hash map);
+plus provider_hosts_v4 where single addresses have their own hash map; for iptables, the
+FORWARD chain must hold every generated rule);
 once per size the ruleset applied by drawbridge must equal the one nft loaded (timeouts aside).
 
 Options:
@@ -35,6 +39,10 @@ Options:
   --at TIME           instant to render at (RFC 3339)     [the benchmark's start, to the second]
   --max-seconds S     kill a command after S seconds and skip that method's remaining runs
                       for that size                       [300]
+  --iptables-max-seconds S  the same for iptables-restore [60]
+  --iptables-max-rules R    do not try iptables-restore with more rules than this: the rules
+                      text and iptables' memory grow with them (11.5 million rules at N =
+                      100,000 would be about 0.9 GB of text) [2000000]
   --settle S          pause after deleting a namespace, seconds [0.5]
   --note TEXT         what is measured, for machine.txt   [git revision of this checkout]
   --perf              also record one `perf record -g` profile of apply and of nft -f per size
@@ -50,12 +58,14 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
 SIZES="10 1000 10000 100000"
 RUNS=5
-ALL_METHODS="apply reapply nft nft-replace dry-run nft-check check render"
+ALL_METHODS="apply reapply nft nft-replace dry-run nft-check check render iptables"
 METHODS=$ALL_METHODS
 ENFORCER=$REPO/build-bench/enforcer/drawbridge-enforcer
 OUT=""
 AT=""
 MAX_SECONDS=300
+IPT_MAX_SECONDS=60
+IPT_MAX_RULES=2000000
 SETTLE=0.5
 PERF=0
 NOTE=""
@@ -71,6 +81,8 @@ while (($#)); do
     --out) OUT=${2:?}; shift 2 ;;
     --at) AT=${2:?}; shift 2 ;;
     --max-seconds) MAX_SECONDS=${2:?}; shift 2 ;;
+    --iptables-max-seconds) IPT_MAX_SECONDS=${2:?}; shift 2 ;;
+    --iptables-max-rules) IPT_MAX_RULES=${2:?}; shift 2 ;;
     --settle) SETTLE=${2:?}; shift 2 ;;
     --note) NOTE=${2:?}; shift 2 ;;
     --perf) PERF=1; shift ;;
@@ -86,6 +98,9 @@ for m in $METHODS; do [[ " $ALL_METHODS " == *" $m "* ]] || die "unknown method 
 for tool in ip nft python3; do command -v "$tool" >/dev/null || die "$tool not found"; done
 [[ -x $ENFORCER ]] || die "no enforcer at $ENFORCER (build it first, see --help)"
 if ((PERF)); then command -v perf >/dev/null || die "--perf needs perf"; fi
+if [[ " $METHODS " == *" iptables "* ]]; then
+  for tool in iptables-restore iptables-save; do command -v "$tool" >/dev/null || die "$tool not found"; done
+fi
 
 [[ -n $AT ]] || AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 if [[ -z $OUT ]]; then OUT=$(mktemp -d /tmp/drawbridge-bench.XXXXXX); else mkdir -p "$OUT"; fi
@@ -128,10 +143,11 @@ del_ns() {
 # ---- measuring
 # timed NS|- LOGBASE CMD...: sets T_WALL T_USER T_SYS T_RC; stdout/stderr in LOGBASE.{out,err}
 T_WALL=0 T_USER=0 T_SYS=0 T_RC=0
+TIMEOUT=""  # overrides --max-seconds for one call
 timed() {
   local ns=$1 log=$2; shift 2
   local -a runner=(python3 "$BENCH_DIR/run_timed.py" --stdout "$log.out" --stderr "$log.err"
-                   --timeout "$MAX_SECONDS" --)
+                   --timeout "${TIMEOUT:-$MAX_SECONDS}" --)
   local line
   if [[ $ns == - ]]; then
     line=$("${runner[@]}" "$@")
@@ -176,7 +192,7 @@ timed_out() {  # method: after a timeout, skip the rest of this method's runs at
   return 1
 }
 status_of() {  # expected_elements got_elements -> ok or FAIL text
-  if ((T_RC == 124)); then echo "timeout(>${MAX_SECONDS}s)"
+  if ((T_RC == 124)); then echo "timeout(>${TIMEOUT:-$MAX_SECONDS}s)"
   elif ((T_RC != 0)); then echo "FAIL:rc=$T_RC"
   elif (($1 != $2)); then echo "FAIL:elements=$2"
   else echo ok
@@ -274,6 +290,31 @@ group_userspace() {  # which: check | render. No netlink at all.
   rm -f "$log.out"
 }
 
+group_iptables() {  # iptables-restore of the naive ruleset into an empty namespace
+  wanted iptables || return 0
+  [[ -z ${IPT_STOPPED:-} ]] || return 0
+  new_ns
+  local ns=$NS log="$OUT/logs/n$N-r$RUN-iptables" count
+  TIMEOUT=$IPT_MAX_SECONDS
+  timed "$ns" "$log" iptables-restore "$IPTFILE"
+  # iptables-restore (nf_tables backend) commits the whole file in one transaction, so exit
+  # status 0 means every rule is in. Listing them is checked only up to 200,000 rules:
+  # iptables-save of a million rules takes minutes.
+  if ((T_RC == 0 && IPT_RULES <= 200000)); then
+    count=$(ip netns exec "$ns" iptables-save -t filter 2>/dev/null | grep -c -- '-j ACCEPT$' || true)
+  elif ((T_RC == 0)); then
+    count=$IPT_RULES
+  else
+    count=0
+  fi
+  record "$N" "$RUN" iptables "$(status_of "$IPT_RULES" "$count")" "$count"
+  TIMEOUT=""
+  if timed_out iptables; then IPT_STOPPED=$N; fi
+  # Flushing synchronously keeps the kernel's freeing of the rules out of the next measurement.
+  ip netns exec "$ns" iptables -F FORWARD 2>/dev/null || true
+  del_ns "$ns"
+}
+
 perf_profiles() {
   local ns
   new_ns
@@ -333,16 +374,32 @@ for N in $SIZES; do
   ((rendered == N)) || die "render of N=$N has $rendered provider elements"
   # nft's way to replace a table atomically: create it if absent, delete it, load it again.
   { printf 'table inet drawbridge {}\ndelete table inet drawbridge\n'; cat "$NFTFILE"; } >"$REPLACEFILE"
+  IPTFILE=$OUT/policies/bench-$N.iptables
+  IPT_RULES=0
+  if wanted iptables && (($(python3 "$BENCH_DIR/gen_iptables.py" "$N" --count) > IPT_MAX_RULES)); then
+    echo "N=$N: iptables-restore not run: more than $IPT_MAX_RULES rules (--iptables-max-rules)"
+    T_WALL="" T_USER="" T_SYS="" T_RC=""
+    record "$N" 1 iptables "not-run(more-than-$IPT_MAX_RULES-rules)"
+    SKIP["$N iptables"]=1
+  elif wanted iptables && [[ -z ${IPT_STOPPED:-} ]]; then
+    python3 "$BENCH_DIR/gen_iptables.py" "$N" -o "$IPTFILE"
+    IPT_RULES=$(grep -c -- '-j ACCEPT$' "$IPTFILE")
+    echo "N=$N: naive iptables ruleset of $IPT_RULES ACCEPT rules"
+  elif wanted iptables; then
+    echo "N=$N: iptables-restore not run: it did not load within ${IPT_MAX_SECONDS}s at N=$IPT_STOPPED"
+    T_WALL="" T_USER="" T_SYS="" T_RC=""
+    record "$N" 1 iptables "not-run(timeout-at-smaller-N)"
+  fi
 
   for ((RUN = 1; RUN <= RUNS; RUN++)); do
     # Alternate the order of each drawbridge/nft pair from run to run (ABBA), so that drift
     # (caches, frequency, background work) does not favour one side.
     if ((RUN % 2)); then
       group_drawbridge; group_nft; group_validate dry-run; group_validate nft-check
-      group_userspace check; group_userspace render
+      group_userspace check; group_userspace render; group_iptables
     else
-      group_nft; group_drawbridge; group_validate nft-check; group_validate dry-run
-      group_userspace render; group_userspace check
+      group_iptables; group_nft; group_drawbridge; group_validate nft-check
+      group_validate dry-run; group_userspace render; group_userspace check
     fi
     if ((RUN == 1)) && [[ -f $OUT/logs/n$N-applied.nft && -f $OUT/logs/n$N-nft.nft ]]; then
       if diff -q "$OUT/logs/n$N-applied.nft" "$OUT/logs/n$N-nft.nft" >/dev/null; then
@@ -353,6 +410,7 @@ for N in $SIZES; do
       fi
     fi
   done
+  rm -f "$IPTFILE"  # up to hundreds of MB; gen_iptables.py makes it again
   if ((PERF)); then perf_profiles; fi
 done
 
@@ -360,7 +418,7 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/mach
 python3 "$BENCH_DIR/summarize.py" "$RESULTS" | tee "$OUT/summary.md"
 echo
 echo "raw results: $RESULTS"
-if grep -qP '\t(FAIL|timeout)' "$RESULTS" || [[ -f $OUT/warnings.txt ]]; then
+if grep -P '\t(FAIL|timeout)' "$RESULTS" | grep -qvP '\tiptables\t' || [[ -f $OUT/warnings.txt ]]; then
   echo "some runs failed or differed; see above" >&2
   exit 1
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a valid Drawbridge policy with N approved provider source prefixes, for benchmarks.
 
-Usage: gen_policy.py N [-o FILE] [--providers P] [--serial S]
+Usage: gen_policy.py N [-o FILE] [--providers P] [--serial S] [--extra-source ADDR]
 
 The policy (site "bench", timezone "UTC") has:
   * N provider source prefixes, split into P contiguous blocks over P providers (default
@@ -18,6 +18,8 @@ The policy (site "bench", timezone "UTC") has:
   * Grants: one open from 2026 to 2099 on link 19 (2 of its hosts; open elements with a
     timeout), one in 2098 on link 20 (closed now), one on an always-open link (no effect).
   * A guard on tcp/22, tcp/3389, tcp/5900, tcp/5938.
+  * --extra-source ADDR: one more address of the first provider (whose link-01 has the hosts
+    10.20.0.{10,...,18}), for the packet benchmark's client in the lab (bench/packet_bench.sh).
 
 Standard library only.
 """
@@ -57,7 +59,7 @@ def provider_name(k: int) -> str:
     return f"msp-{chr(ord('a') + k)}"
 
 
-def generate(n: int, providers: int, serial: int) -> str:
+def generate(n: int, providers: int, serial: int, extra_source: str = "") -> str:
     out = []
     w = out.append
     w(f"# Benchmark policy: {n} approved provider source prefixes, "
@@ -80,6 +82,8 @@ def generate(n: int, providers: int, serial: int) -> str:
             if len(line) == 8:
                 w("  " + ", ".join(line) + ",")
                 line = []
+        if k == 0 and extra_source:
+            line.append(f'"{extra_source}"')
         if line:
             w("  " + ", ".join(line) + ",")
         w("]")
@@ -124,13 +128,15 @@ def main() -> int:
     ap.add_argument("--providers", type=int, default=0,
                     help="number of providers (default: min(4, N))")
     ap.add_argument("--serial", type=int, default=1, help="policy serial (default 1)")
+    ap.add_argument("--extra-source", default="",
+                    help="one more address of the first provider (the packet benchmark's client)")
     args = ap.parse_args()
     if not 1 <= args.n <= MAX_N:
         ap.error(f"N must be between 1 and {MAX_N}")
     providers = args.providers or min(4, args.n)
     if not 1 <= providers <= min(26, args.n):
         ap.error("--providers must be between 1 and min(26, N)")
-    text = generate(args.n, providers, args.serial)
+    text = generate(args.n, providers, args.serial, args.extra_source)
     if args.output:
         with open(args.output, "w", encoding="ascii") as f:
             f.write(text)

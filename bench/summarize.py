@@ -23,10 +23,12 @@ METHODS = {
     "nft-check": "nft -c -f rendered.nft (kernel validates, aborts)",
     "check": "drawbridge-enforcer check (parse + validate only, no netlink)",
     "render": "drawbridge-enforcer render (parse + compile + print, no netlink)",
+    "iptables": "iptables-restore of the naive one-rule-per-(source, host, port) ruleset",
 }
 
 
 def fmt_ms(v):
+    """Milliseconds for a reader: seconds from 1 s up, microseconds below 1 ms."""
     if v is None:
         return "–"
     if v >= 10000:
@@ -37,7 +39,9 @@ def fmt_ms(v):
         return f"{v:.0f} ms"
     if v >= 10:
         return f"{v:.1f} ms"
-    return f"{v:.2f} ms"
+    if v >= 1:
+        return f"{v:.2f} ms"
+    return f"{v * 1000:.0f} µs"
 
 
 def main() -> int:
@@ -106,6 +110,15 @@ def main() -> int:
         nu = f"{fmt_ms(med(user, (n, 'nft')))} / {fmt_ms(med(sys_, (n, 'nft')))}"
         print(f"| {n:,} | {cell(n, 'check')} | {cell(n, 'render')} | {au} | {nu} | "
               f"{cell(n, 'dry-run')} | {cell(n, 'nft-check')} | {ratio(n, 'dry-run', 'nft-check')} |")
+
+    if any(k[1] == "iptables" for k in list(wall) + list(notes)):
+        print("\n### The hand-written alternative: iptables-restore, one rule per (source, host, port)"
+              "\n")
+        print("| N prefixes | iptables-restore | ratio to nft -f | ratio drawbridge / iptables |")
+        print("|---:|---:|---:|---:|")
+        for n in sizes:
+            print(f"| {n:,} | {cell(n, 'iptables')} | {ratio(n, 'iptables', 'nft')} | "
+                  f"{ratio(n, 'apply', 'iptables')} |")
 
     print("\nMethods:\n")
     for m, text in METHODS.items():
