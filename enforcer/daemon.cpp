@@ -179,7 +179,8 @@ class Daemon {
           // windows, so recompute every timeout from scratch.
           log_->warn("system clock changed; re-applying with fresh window timeouts");
           apply("clock change", Mode::replace);
-        } else {
+        } else if (now_ms() >= policy_wake_) {
+          // Wakes for the SOC side alone (counters, summaries) need no recompile of the policy.
           tick();
         }
       }
@@ -697,15 +698,19 @@ class Daemon {
     const Instant now = now_ms();
     if (events_ && events_->capturing() && now >= events_->counters_due()) count_logged();
     if (events_) events_->tick(policy_ ? &*policy_ : nullptr, now);
-    Instant wake = policy_ ? next_reconcile_ : Instant::max();
+    policy_wake_ = policy_ ? policy_wake(now) : Instant::max();
+    Instant wake = policy_wake_;
     if (events_) {
       if (auto due = events_->next_due()) wake = std::min(wake, *due);
       if (events_->capturing()) wake = std::min(wake, events_->counters_due());
     }
-    if (!policy_) {
-      if (wake != Instant::max()) set_timer(timer, wake);
-      return;
-    }
+    if (wake != Instant::max()) set_timer(timer, wake);
+  }
+
+  // When the policy side next has something to do: a window edge, the table check, the end of
+  // a lockdown or the expiry warning.
+  Instant policy_wake(Instant now) const {
+    Instant wake = next_reconcile_;
     if (auto edge = next_edge(*policy_, now)) wake = std::min(wake, *edge);
     if (auto until = lockdown_until(opt_.state_dir, now); until && *until != Instant::max()) {
       wake = std::min(wake, *until);
@@ -714,7 +719,7 @@ class Daemon {
       const Instant warn_at = *policy_->expires - opt_.expiry_warning;
       if (warn_at > now) wake = std::min(wake, warn_at);
     }
-    set_timer(timer, wake);
+    return wake;
   }
 
   void set_timer(int timer, Instant wake) {
@@ -734,6 +739,7 @@ class Daemon {
   std::optional<std::string> bundle_to_record_;
   std::optional<std::uint64_t> warned_serial_;  // the serial whose expiry was warned about
   Instant next_reconcile_{};
+  Instant policy_wake_{};      // see policy_wake(); Instant{} = due at the first wake
   std::string policy_source_;  // the file the applied policy came from (status, lockdown)
   std::string site_;           // from the trust file: what the hello says before any policy
   std::string bundle_hash_;    // of the applied bundle; empty for a plain policy file
