@@ -235,6 +235,9 @@ one_run() {
   local scenario=$1 rate=$2 repeat=$3 method=$4 agg=$5
   shift 5
   local dir="$OUT/runs/$scenario-$rate-r$repeat-$method" cpu0=() cpu1=()
+  # A run starts from nothing: a state directory left by an earlier run with the same --out
+  # would add its spool and audit file to this run's counts.
+  rm -rf "$dir"
   mkdir -p "$dir/state"
   ip netns exec "$GW" nft delete table inet drawbridge 2>/dev/null || true
   if [[ $method == daemon ]]; then
