@@ -8,8 +8,10 @@ namespace drawbridge {
 
 namespace {
 
-bool same_structure(const RulesetPlan& a, const RulesetPlan& b) {
-  return plan_fingerprint(a) == plan_fingerprint(b);
+const std::string& structure_of(const RulesetPlan& plan, std::string& scratch) {
+  if (!plan.fingerprint.empty()) return plan.fingerprint;
+  scratch = plan_fingerprint(plan);  // a plan not made by compile()
+  return scratch;
 }
 
 // An open element by its key, with the absolute instant it closes.
@@ -19,9 +21,9 @@ struct OpenEntry {
 };
 using OpenKey = std::pair<std::optional<AddressRange>, std::optional<PortRange>>;
 
-std::map<OpenKey, OpenEntry> open_entries(const SetPlan& set, Instant at) {
+std::map<OpenKey, OpenEntry> open_entries(const std::vector<SetElement>& elements, Instant at) {
   std::map<OpenKey, OpenEntry> out;
-  for (const auto& e : set.elements) {
+  for (const auto& e : elements) {
     const Instant until = e.timeout ? at + *e.timeout : Instant::max();
     out[{e.address, e.service}] = {e, until};
   }
@@ -29,6 +31,17 @@ std::map<OpenKey, OpenEntry> open_entries(const SetPlan& set, Instant at) {
 }
 
 }  // namespace
+
+NftablesWriter::Committed NftablesWriter::Committed::of(const RulesetPlan& plan) {
+  Committed c;
+  std::string scratch;
+  c.fingerprint = structure_of(plan, scratch);
+  c.compiled_at = plan.compiled_at;
+  for (const auto& s : plan.sets) {
+    if (s.has_timeouts) c.open_sets.push_back(s.elements);
+  }
+  return c;
+}
 
 Result<NftBatch> NftablesWriter::replacement(const RulesetPlan& plan) {
   auto existing = sock_.read_table(plan.table);
@@ -73,7 +86,7 @@ Result<void> NftablesWriter::replace(const RulesetPlan& plan) {
     if (!batch.ok()) return batch.error();
     stats_ = ApplyStats{batch->message_count(), batch->size_bytes(), 0, 0, false};
     if (sock_.send(*batch, true).ok()) {
-      committed_ = plan;
+      committed_ = Committed::of(plan);
       return {};
     }
   }
@@ -81,7 +94,7 @@ Result<void> NftablesWriter::replace(const RulesetPlan& plan) {
     committed_.reset();  // the kernel kept its previous state, which we may not know exactly
     return sent;
   }
-  committed_ = plan;
+  committed_ = Committed::of(plan);
   return {};
 }
 
@@ -92,15 +105,16 @@ Result<void> NftablesWriter::validate(const RulesetPlan& plan) {
 }
 
 Result<void> NftablesWriter::update_windows(const RulesetPlan& plan) {
-  if (!committed_ || !same_structure(*committed_, plan)) return replace(plan);
+  std::string scratch;
+  if (!committed_ || committed_->fingerprint != structure_of(plan, scratch)) return replace(plan);
   const Instant now = plan.compiled_at;
   NftBatch batch;
-  std::size_t added = 0, deleted = 0;
-  for (std::size_t i = 0; i < plan.sets.size(); ++i) {
-    const SetPlan& want = plan.sets[i];
+  std::size_t added = 0, deleted = 0, open_index = 0;
+  for (const SetPlan& want : plan.sets) {
     if (!want.has_timeouts) continue;
-    auto have = open_entries(committed_->sets[i], committed_->compiled_at);
-    const auto need = open_entries(want, now);
+    // Same structure, so the same open sets in the same order.
+    auto have = open_entries(committed_->open_sets.at(open_index++), committed_->compiled_at);
+    const auto need = open_entries(want.elements, now);
     std::vector<SetElement> to_delete, to_add;
     for (const auto& [key, entry] : have) {
       if (entry.until <= now) continue;  // already expired in the kernel
@@ -126,7 +140,7 @@ Result<void> NftablesWriter::update_windows(const RulesetPlan& plan) {
   }
   stats_ = ApplyStats{batch.message_count(), batch.size_bytes(), added, deleted, true};
   if (batch.empty()) {
-    committed_ = plan;
+    committed_ = Committed::of(plan);
     return {};
   }
   auto sent = sock_.send(batch, true);
@@ -135,7 +149,7 @@ Result<void> NftablesWriter::update_windows(const RulesetPlan& plan) {
     // reconcile by replacing everything.
     return replace(plan);
   }
-  committed_ = plan;
+  committed_ = Committed::of(plan);
   return {};
 }
 
@@ -186,8 +200,9 @@ Result<void> NftablesWriter::reconcile(const RulesetPlan& plan) {
   auto in_place = holds(plan);
   if (!in_place.ok()) return in_place.error();
   if (!*in_place) return replace(plan);
-  RulesetPlan current = plan;
-  for (auto& set : current.sets) {
+  Committed current = Committed::of(plan);
+  std::size_t open_index = 0;
+  for (const auto& set : plan.sets) {
     if (!set.has_timeouts) continue;
     auto kernel = sock_.read_elements(plan.table, set.name);
     if (!kernel.ok()) return replace(plan);
@@ -205,7 +220,7 @@ Result<void> NftablesWriter::reconcile(const RulesetPlan& plan) {
         }
       }
     }
-    set.elements = std::move(*decoded);
+    current.open_sets.at(open_index++) = std::move(*decoded);
   }
   committed_ = std::move(current);
   auto r = update_windows(plan);

@@ -57,8 +57,17 @@ class NftablesWriter final : public RulesetWriter {
  private:
   Result<NftBatch> replacement(const RulesetPlan& plan);
 
+  // What was committed, as far as update_windows needs it: the structure's fingerprint and the
+  // open-window sets, in plan order (a whole plan copy would double the daemon's memory).
+  struct Committed {
+    std::string fingerprint;
+    Instant compiled_at;
+    std::vector<std::vector<SetElement>> open_sets;
+    static Committed of(const RulesetPlan& plan);
+  };
+
   NetlinkSocket sock_;
-  std::optional<RulesetPlan> committed_;
+  std::optional<Committed> committed_;
   ApplyStats stats_;
 };
 

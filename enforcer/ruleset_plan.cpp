@@ -91,13 +91,6 @@ Verdict go_to(std::string chain) {
   return Verdict{Verdict::Kind::go_to, std::move(chain)};
 }
 
-// The open element for a piece of a link: which link it belongs to and when it closes.
-struct OpenValue {
-  Instant until;
-  std::size_t link;
-  bool operator==(const OpenValue&) const = default;
-};
-
 std::vector<Opening> openings_at(const Policy& policy, const Link& link, Instant now) {
   std::vector<Opening> out;
   if (policy.expires && now >= *policy.expires) return out;
@@ -150,29 +143,57 @@ class Compiler {
     plan_.log_group = opt_.log_group;
     plan_.site = policy_.site;
     plan_.serial = policy_.serial;
-    plan_.compiled_at = now_;
-    plan_.expired = policy_.expires && now_ >= *policy_.expires;
-    plan_.locked_down = opt_.lockdown_until && now_ < *opt_.lockdown_until;
-    for (const auto& link : policy_.links) {
-      auto o = openings(link);
-      plan_.openings.insert(plan_.openings.end(), o.begin(), o.end());
-    }
+    set_instant(plan_);
     add_gate_sets();
     for (std::size_t i = 0; i < policy_.providers.size(); ++i) add_provider(i);
     add_link_chains();
     add_gate_and_base_chains();
     if (opt_.log_rate_per_source > 0) limit_logging();
     // The gate chain's comment identifies the plan in the kernel (see plan_fingerprint).
+    plan_.fingerprint = plan_fingerprint(plan_);
     for (auto& c : plan_.chains) {
       if (c.name == "gate") {
         c.comment = "drawbridge site " + plan_.site + " serial " + std::to_string(plan_.serial) +
-                    " plan " + plan_fingerprint(plan_);
+                    " plan " + plan_.fingerprint;
       }
     }
     return std::move(plan_);
   }
 
+  // Brings `plan`, compiled from the same policy and options, to now_ by recomputing only what
+  // changes with time; false (plan untouched) when the structure changes too.
+  bool advance(RulesetPlan& plan) {
+    RulesetPlan probe;
+    set_instant(probe);
+    if (probe.expired != plan.expired || probe.locked_down != plan.locked_down) return false;
+    for (std::size_t j = 0; j < policy_.links.size(); ++j) {
+      for (Family f : kFamilies) {
+        const std::string name = "l" + std::to_string(j + 1) + "_open" + fam_suffix(f);
+        auto it = std::find_if(plan.sets.begin(), plan.sets.end(),
+                               [&](const SetPlan& s) { return s.name == name; });
+        if (it == plan.sets.end()) continue;
+        it->elements = open_elements(policy_.links[j], f);
+      }
+    }
+    plan.compiled_at = probe.compiled_at;
+    plan.openings = std::move(probe.openings);
+    return true;
+  }
+
  private:
+  // What depends only on the instant: expiry, lockdown and the links open now.
+  void set_instant(RulesetPlan& plan) const {
+    plan.compiled_at = now_;
+    plan.expired = policy_.expires && now_ >= *policy_.expires;
+    plan.locked_down = opt_.lockdown_until && now_ < *opt_.lockdown_until;
+    plan.openings.clear();
+    for (const auto& link : policy_.links) {
+      if (plan.locked_down) break;
+      auto o = openings_at(policy_, link, now_);
+      plan.openings.insert(plan.openings.end(), o.begin(), o.end());
+    }
+  }
+
   // The per-source log rate (CompileOptions::log_rate_per_source). Every logging rule becomes
   // three: log while the IPv4 source is under the rate, the same for IPv6, and drop-and-count
   // the rest. A rule that also looks something up first sends its matches to a chain of those
@@ -222,8 +243,29 @@ class Compiler {
     for (auto& c : deny_chains) plan_.chains.push_back(std::move(c));
   }
 
+  // The open pieces of one link at now_, each with the time left until it closes. Where a
+  // link's window and grants overlap, the piece stays open as long as any of them.
+  std::vector<SetElement> open_elements(const Link& link, Family f) const {
+    std::vector<Box<Instant>> open_boxes;
+    for (const auto& o : openings(link)) {
+      for (const auto& h : of_family(o.hosts, f)) {
+        for (const auto& port : link.ports) open_boxes.push_back({h, port, o.until});
+      }
+    }
+    std::vector<SetElement> out;
+    const auto later = [](Instant a, Instant b) { return std::max(a, b); };
+    for (const auto& b : disjoint_boxes(open_boxes, later)) {
+      SetElement e{b.address, b.service, std::nullopt, std::nullopt};
+      if (b.value != Instant::max()) {
+        e.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(b.value - now_);
+      }
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
   std::vector<Opening> openings(const Link& link) const {
-    if (plan_.locked_down) return {};
+    if (opt_.lockdown_until && now_ < *opt_.lockdown_until) return {};
     return openings_at(policy_, link, now_);
   }
 
@@ -290,44 +332,44 @@ class Compiler {
       std::vector<AddressRange> all_hosts;
       for (Direction d : kDirections) {
         const bool in = d == Direction::inbound;
-        std::vector<Box<OpenValue>> open_boxes;
+        // Inbound: provider → host:port, replies host:port → provider.
+        // Outbound: host → provider:port, replies provider:port → host.
+        const Field host_forward = in ? Field::daddr : Field::saddr;
+        const Field host_reply = in ? Field::saddr : Field::daddr;
         std::vector<Box<std::size_t>> scope_boxes;
-        bool any = false;
         for (std::size_t j = 0; j < policy_.links.size(); ++j) {
           const Link& link = policy_.links[j];
           if (link.provider != provider.name || link.direction != d) continue;
           const auto link_hosts = of_family(link.hosts, f);
           if (link_hosts.empty()) continue;
-          any = true;
           all_hosts.insert(all_hosts.end(), link_hosts.begin(), link_hosts.end());
           for (const auto& h : link_hosts) {
             for (const auto& port : link.ports) scope_boxes.push_back({h, port, j});
           }
-          for (const auto& o : openings(link)) {
-            for (const auto& h : of_family(o.hosts, f)) {
-              for (const auto& port : link.ports) open_boxes.push_back({h, port, {o.until, j}});
-            }
-          }
+          // One plain set per link, not one verdict map per provider: adding an element that
+          // jumps to a chain makes the kernel re-validate every chain and verdict map of the
+          // table (the provider maps with all their prefixes) at commit, so a window edge would
+          // cost O(policy). Elements without verdicts are checked on their own.
+          SetPlan open{"l" + std::to_string(j + 1) + "_open" + fam_suffix(f),
+                       KeyShape::address_service,
+                       f,
+                       false,
+                       true,
+                       {}};
+          open.elements = open_elements(link, f);
+          const Verdict to_allow = go_to(names_.link_chain[j] + "_allow");
+          auto fwd = lookup(f, {host_forward, Field::l4proto, Field::dport}, open.name, false);
+          fwd.verdict = to_allow;
+          auto rep = lookup(f, {host_reply, Field::l4proto, Field::sport}, open.name, false);
+          rep.reply_only = true;  // only conntrack replies may come from the service port
+          rep.verdict = to_allow;
+          allow.push_back(std::move(fwd));
+          allow.push_back(std::move(rep));
+          plan_.sets.push_back(std::move(open));
         }
-        if (!any) continue;
+        if (scope_boxes.empty()) continue;
 
         const std::string dir = in ? "_in" : "_out";
-        SetPlan open{
-            set_prefix + dir + fam_suffix(f), KeyShape::address_service, f, true, true, {}};
-        // Where links overlap, the piece stays open as long as any of them and is credited to
-        // the link that keeps it open longest.
-        const auto later = [](const OpenValue& a, const OpenValue& b) {
-          if (a.until != b.until) return a.until > b.until ? a : b;
-          return a.link < b.link ? a : b;
-        };
-        for (const auto& b : disjoint_boxes(open_boxes, later)) {
-          SetElement e{b.address, b.service, go_to(names_.link_chain[b.value.link] + "_allow"),
-                       std::nullopt};
-          if (b.value.until != Instant::max()) {
-            e.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(b.value.until - now_);
-          }
-          open.elements.push_back(std::move(e));
-        }
         SetPlan scope{set_prefix + "_scope" + dir + fam_suffix(f),
                       KeyShape::address_service,
                       f,
@@ -339,22 +381,11 @@ class Compiler {
           scope.elements.push_back(
               {b.address, b.service, go_to(names_.link_chain[b.value] + "_closed"), std::nullopt});
         }
-
-        // Inbound: provider → host:port, replies host:port → provider.
-        // Outbound: host → provider:port, replies provider:port → host.
-        const Field host_forward = in ? Field::daddr : Field::saddr;
-        const Field host_reply = in ? Field::saddr : Field::daddr;
-        auto fwd = lookup(f, {host_forward, Field::l4proto, Field::dport}, open.name, true);
-        auto rep = lookup(f, {host_reply, Field::l4proto, Field::sport}, open.name, true);
-        rep.reply_only = true;  // only conntrack replies may come from the service port
-        allow.push_back(std::move(fwd));
-        allow.push_back(std::move(rep));
         closed.push_back(lookup(f, {host_forward, Field::l4proto, Field::dport}, scope.name, true));
         auto closed_reply = lookup(f, {host_reply, Field::l4proto, Field::sport}, scope.name, true);
         closed_reply.reply_only =
             true;  // a connection the host starts from that port is not the link
         closed.push_back(std::move(closed_reply));
-        plan_.sets.push_back(std::move(open));
         plan_.sets.push_back(std::move(scope));
       }
       if (all_hosts.empty()) continue;
@@ -566,6 +597,10 @@ std::string plan_fingerprint(const RulesetPlan& plan) {
 
 RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options) {
   return Compiler(policy, now, options).run();
+}
+
+bool advance(RulesetPlan& plan, const Policy& policy, Instant now, const CompileOptions& options) {
+  return Compiler(policy, now, options).advance(plan);
 }
 
 }  // namespace drawbridge

@@ -9,7 +9,7 @@
 //           saddr/daddr vmap @providers_vN (prefixes, intervals) → goto p<i>_<name>
 //           daddr . l4proto . dport vmap @linked_vN → goto l<j>_foreign (unapproved source)
 //           l4proto . dport @guarded           → log + drop (unapproved source)
-//   p<i>:   open windows: vmap @p<i>_in_vN / @p<i>_out_vN (timeouts) → goto l<j>_allow
+//   p<i>:   open windows: per link, @l<j>_open_vN (plain sets, timeouts) → goto l<j>_allow
 //           closed links: vmap @p<i>_scope_*  → goto l<j>_closed (outside window)
 //           @p<i>_hosts_vN → unapproved port; other providers' links → unapproved source;
 //           anything else → unapproved host
@@ -165,6 +165,9 @@ struct RulesetPlan {
   bool expired = false;
   bool locked_down = false;
   std::vector<Opening> openings;  // links open at compiled_at
+  // plan_fingerprint() of this plan, computed once by compile(): what changes at a window edge
+  // must not cost O(policy size).
+  std::string fingerprint;
 
   [[nodiscard]] const SetPlan* set(std::string_view name) const;
   [[nodiscard]] const ChainPlan* chain(std::string_view name) const;
@@ -176,6 +179,12 @@ struct RulesetPlan {
 std::string log_prefix(DenyReason reason, std::string_view subject);
 
 RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options);
+
+// What a window edge needs: `plan`, compiled from `policy` with `options`, brought to `now` by
+// recomputing only its open-window sets and openings (O(links), not O(prefixes)); the result
+// equals compile(policy, now, options). Returns false, leaving `plan` as it was, when the
+// structure changes as well (the policy expired, a lockdown began or ended): compile() then.
+bool advance(RulesetPlan& plan, const Policy& policy, Instant now, const CompileOptions& options);
 
 // A digest of everything in the plan except open-window elements (which change with time). It is
 // stored in the gate chain's comment, so a restarted enforcer can tell cheaply — without dumping

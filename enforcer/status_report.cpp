@@ -86,12 +86,14 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
   }
 
   std::map<std::string, std::string> chain_link;  // chain name → link name
+  std::map<std::string, std::string> index_link;  // "l<j>" → link name (its open sets)
   std::map<std::string, LinkCounters> counters;   // by link name
   std::vector<std::string> link_order;
   for (const auto& c : kt->chains) {
     if (ends_with_kind(c.name).empty()) continue;
     const auto name = link_name(c);
     chain_link[c.name] = name;
+    index_link[c.name.substr(0, c.name.find('_'))] = name;
     if (!counters.count(name)) {
       counters[name].link = name;
       link_order.push_back(name);
@@ -120,18 +122,19 @@ Result<StatusReport> read_status(NetlinkSocket& sock, const std::string& table,
   }
   for (const auto& name : link_order) r.links.push_back(counters[name]);
 
-  static const std::regex open_set("^p[0-9]+_(in|out)_v([46])$");
+  // Each link's open windows are in its own set, l<j>_open_v4 / _v6 (ruleset_plan.h).
+  static const std::regex open_set("^(l[0-9]+)_open_v([46])$");
   for (const auto& set : kt->sets) {
     std::smatch m;
     if (!std::regex_match(set, m, open_set)) continue;
     const Family f = m[2] == "4" ? Family::v4 : Family::v6;
+    const auto link = index_link.find(m[1]);
     auto elements = sock.read_elements(table, set);
     if (!elements.ok()) return elements.error();
     for (const auto& e : *elements) {
       const auto decoded = decode_address_service(e, f);
       if (!decoded) continue;
-      const auto it = chain_link.find(e.chain);
-      r.open.push_back(OpenElement{it != chain_link.end() ? it->second : e.chain,
+      r.open.push_back(OpenElement{link != index_link.end() ? link->second : set,
                                    decoded->address->str(), decoded->service->str(), e.expires});
     }
   }

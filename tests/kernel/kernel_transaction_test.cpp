@@ -81,7 +81,7 @@ TEST(KernelTransaction, CommittedTableMatchesThePlan) {
     EXPECT_EQ(count_rules(writer.socket(), "drawbridge"), planned_rules);
     EXPECT_EQ(gate_comment(writer.socket(), "drawbridge"), plan.chain("gate")->comment);
     // The open map holds the merged host range (10.20.0.0/28 contains .10) for both protocols.
-    auto open = writer.socket().read_elements("drawbridge", "p1_in_v4");
+    auto open = writer.socket().read_elements("drawbridge", "l1_open_v4");
     ASSERT_TRUE(open.ok());
     EXPECT_EQ(open->size(), 2u);
   });

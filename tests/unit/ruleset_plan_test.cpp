@@ -71,7 +71,7 @@ std::string verdict_str(const Verdict& v) {
   return "?";
 }
 
-// "10.20.0.10 tcp/3389 timeout=3600000ms : goto l1_x_allow"; the timeout in exact milliseconds.
+// "10.20.0.10 tcp/3389 timeout=3600000ms"; the timeout in exact milliseconds.
 std::string element_str(const SetElement& e) {
   std::string s;
   if (e.address) s += e.address->str();
@@ -122,9 +122,8 @@ class ClinicEast : public testing::Test {
 
 TEST_F(ClinicEast, GrantOpensOnlyItsHostForTheTimeLeft) {
   const RulesetPlan plan = compile_at(policy, utc(2026, 11, 26, 15));  // Thu 09:00 CST
-  EXPECT_EQ(elements(plan, "p1_in_v4"),
-            (Strings{"10.20.0.10 tcp/3389 timeout=3600000ms : goto l1_rdp_servers_allow",
-                     "10.20.0.10 udp/3389 timeout=3600000ms : goto l1_rdp_servers_allow"}));
+  EXPECT_EQ(elements(plan, "l1_open_v4"), (Strings{"10.20.0.10 tcp/3389 timeout=3600000ms",
+                                                   "10.20.0.10 udp/3389 timeout=3600000ms"}));
   // The scope still covers the whole link, so the other hosts are attributed to it as closed.
   EXPECT_EQ(elements(plan, "p1_scope_in_v4"),
             (Strings{"10.20.0.0/28 tcp/3389 : goto l1_rdp_servers_closed",
@@ -145,29 +144,28 @@ TEST_F(ClinicEast, GrantIsOpenFromItsStartInclusiveToItsEndExclusive) {
   EXPECT_TRUE(compile_at(policy, utc(2026, 11, 26, 13, 59, 59, 999)).openings.empty());
 
   const RulesetPlan at_start = compile_at(policy, utc(2026, 11, 26, 14));
-  ASSERT_EQ(at_start.set("p1_in_v4")->elements.size(), 2u);
-  for (const auto& e : at_start.set("p1_in_v4")->elements) {
+  ASSERT_EQ(at_start.set("l1_open_v4")->elements.size(), 2u);
+  for (const auto& e : at_start.set("l1_open_v4")->elements) {
     EXPECT_EQ(e.timeout, milliseconds{2 * 3'600'000});
   }
 
   const RulesetPlan last_ms = compile_at(policy, utc(2026, 11, 26, 15, 59, 59, 999));
-  ASSERT_EQ(last_ms.set("p1_in_v4")->elements.size(), 2u);
-  for (const auto& e : last_ms.set("p1_in_v4")->elements) EXPECT_EQ(e.timeout, milliseconds{1});
+  ASSERT_EQ(last_ms.set("l1_open_v4")->elements.size(), 2u);
+  for (const auto& e : last_ms.set("l1_open_v4")->elements) EXPECT_EQ(e.timeout, milliseconds{1});
 
   const RulesetPlan at_end = compile_at(policy, utc(2026, 11, 26, 16));
   EXPECT_EQ(open_element_count(at_end), 0u);
   EXPECT_TRUE(at_end.openings.empty());
   // The set itself stays (empty), so the rules referring to it stay valid.
-  ASSERT_NE(at_end.set("p1_in_v4"), nullptr);
-  EXPECT_TRUE(at_end.set("p1_in_v4")->has_timeouts);
+  ASSERT_NE(at_end.set("l1_open_v4"), nullptr);
+  EXPECT_TRUE(at_end.set("l1_open_v4")->has_timeouts);
 }
 
 TEST_F(ClinicEast, WindowOpensEveryHostWithTheExactTimeLeft) {
   // Thu 2026-11-26 22:00 CST = 2026-11-27T04:00Z; it closes Fri 02:00 CST = 08:00Z.
   const RulesetPlan plan = compile_at(policy, utc(2026, 11, 27, 5, 0, 0, 250));
-  EXPECT_EQ(elements(plan, "p1_in_v4"),
-            (Strings{"10.20.0.0/28 tcp/3389 timeout=10799750ms : goto l1_rdp_servers_allow",
-                     "10.20.0.0/28 udp/3389 timeout=10799750ms : goto l1_rdp_servers_allow"}));
+  EXPECT_EQ(elements(plan, "l1_open_v4"), (Strings{"10.20.0.0/28 tcp/3389 timeout=10799750ms",
+                                                   "10.20.0.0/28 udp/3389 timeout=10799750ms"}));
   ASSERT_EQ(plan.openings.size(), 1u);
   EXPECT_EQ(plan.openings[0].ticket, std::nullopt);
   EXPECT_EQ(plan.openings[0].until, utc(2026, 11, 27, 8));
@@ -178,13 +176,13 @@ TEST_F(ClinicEast, WindowOpensEveryHostWithTheExactTimeLeft) {
 TEST_F(ClinicEast, WindowEdges) {
   EXPECT_EQ(open_element_count(compile_at(policy, utc(2026, 11, 27, 3, 59, 59, 999))), 0u);
   const RulesetPlan at_open = compile_at(policy, utc(2026, 11, 27, 4));
-  ASSERT_EQ(at_open.set("p1_in_v4")->elements.size(), 2u);
-  EXPECT_EQ(at_open.set("p1_in_v4")->elements[0].timeout, milliseconds{4 * 3'600'000});
+  ASSERT_EQ(at_open.set("l1_open_v4")->elements.size(), 2u);
+  EXPECT_EQ(at_open.set("l1_open_v4")->elements[0].timeout, milliseconds{4 * 3'600'000});
   EXPECT_EQ(open_element_count(compile_at(policy, utc(2026, 11, 27, 8))), 0u);
   // Friday night is a weeknight (it ends Saturday 02:00 CST), Saturday night is not.
   const RulesetPlan friday = compile_at(policy, utc(2026, 11, 28, 5));  // Fri 23:00 CST
-  ASSERT_EQ(friday.set("p1_in_v4")->elements.size(), 2u);
-  EXPECT_EQ(friday.set("p1_in_v4")->elements[0].timeout, milliseconds{3 * 3'600'000});
+  ASSERT_EQ(friday.set("l1_open_v4")->elements.size(), 2u);
+  EXPECT_EQ(friday.set("l1_open_v4")->elements[0].timeout, milliseconds{3 * 3'600'000});
   EXPECT_EQ(open_element_count(compile_at(policy, utc(2026, 11, 29, 5))), 0u);  // Sat 23:00
 }
 
@@ -192,12 +190,12 @@ TEST_F(ClinicEast, WindowFollowsDaylightSavingTime) {
   // Chicago moves to CDT (UTC-5) on Sun 2026-03-08. Fri 2026-03-06 22:00 CST is 04:00Z;
   // Mon 2026-03-09 22:00 CDT is 2026-03-10T03:00Z and the window ends Tue 02:00 CDT = 07:00Z.
   const RulesetPlan cst = compile_at(policy, utc(2026, 3, 7, 4, 30));
-  ASSERT_EQ(cst.set("p1_in_v4")->elements.size(), 2u);
-  EXPECT_EQ(cst.set("p1_in_v4")->elements[0].timeout, milliseconds{(3 * 60 + 30) * 60'000});
+  ASSERT_EQ(cst.set("l1_open_v4")->elements.size(), 2u);
+  EXPECT_EQ(cst.set("l1_open_v4")->elements[0].timeout, milliseconds{(3 * 60 + 30) * 60'000});
   EXPECT_EQ(open_element_count(compile_at(policy, utc(2026, 3, 10, 2, 59, 59, 999))), 0u);
   const RulesetPlan cdt = compile_at(policy, utc(2026, 3, 10, 3, 30));
-  ASSERT_EQ(cdt.set("p1_in_v4")->elements.size(), 2u);
-  EXPECT_EQ(cdt.set("p1_in_v4")->elements[0].timeout, milliseconds{(3 * 60 + 30) * 60'000});
+  ASSERT_EQ(cdt.set("l1_open_v4")->elements.size(), 2u);
+  EXPECT_EQ(cdt.set("l1_open_v4")->elements[0].timeout, milliseconds{(3 * 60 + 30) * 60'000});
   EXPECT_EQ(cdt.openings[0].until, utc(2026, 3, 10, 7));
 }
 
@@ -233,10 +231,9 @@ TEST_F(ClinicEast, ProviderMapDispatchesBothFamiliesToTheProviderChain) {
   EXPECT_EQ(elements(plan, "guarded"), (Strings{"tcp/22", "tcp/3389", "tcp/5900", "tcp/5938"}));
   EXPECT_EQ(elements(plan, "p1_hosts_v4"), Strings{"10.20.0.0/28"});
   // No IPv6 hosts: no IPv6 sets for the provider (the gate's v6 maps always exist).
-  EXPECT_EQ(plan.set("p1_in_v6"), nullptr);
+  EXPECT_EQ(plan.set("l1_open_v6"), nullptr);
   EXPECT_EQ(plan.set("p1_scope_in_v6"), nullptr);
   EXPECT_EQ(plan.set("p1_hosts_v6"), nullptr);
-  EXPECT_EQ(plan.set("p1_out_v4"), nullptr);
 }
 
 TEST_F(ClinicEast, InboundRulesMatchHostAsDestinationAndRepliesAsSource) {
@@ -248,11 +245,15 @@ TEST_F(ClinicEast, InboundRulesMatchHostAsDestinationAndRepliesAsSource) {
   const std::vector<Field> fwd{Field::daddr, Field::l4proto, Field::dport};
   const std::vector<Field> rep{Field::saddr, Field::l4proto, Field::sport};
   EXPECT_EQ(c->rules[0].key, fwd);
-  EXPECT_EQ(c->rules[0].set, "p1_in_v4");
-  EXPECT_TRUE(c->rules[0].verdict_map);
+  EXPECT_EQ(c->rules[0].set, "l1_open_v4");
+  // A plain set and a verdict in the rule: elements that jump would make the kernel re-validate
+  // the whole table at every window edge.
+  EXPECT_FALSE(c->rules[0].verdict_map);
+  EXPECT_EQ(c->rules[0].verdict, (Verdict{Verdict::Kind::go_to, "l1_rdp_servers_allow"}));
   EXPECT_FALSE(c->rules[0].reply_only);
   EXPECT_EQ(c->rules[1].key, rep);
-  EXPECT_EQ(c->rules[1].set, "p1_in_v4");
+  EXPECT_EQ(c->rules[1].set, "l1_open_v4");
+  EXPECT_EQ(c->rules[1].verdict, (Verdict{Verdict::Kind::go_to, "l1_rdp_servers_allow"}));
   EXPECT_TRUE(c->rules[1].reply_only);
   EXPECT_EQ(c->rules[2].key, fwd);
   EXPECT_EQ(c->rules[2].set, "p1_scope_in_v4");
@@ -567,10 +568,9 @@ TEST(CompileTimeouts, GrantForSomeHostsSplitsTheLinkIntoPiecesWithTheirOwnTimeou
   const Policy policy = inline_policy(kDailyWindowAndSubsetGrant);
   // 10:00: the window is open for all hosts until 12:00, the grant for 64/26 until 16:00.
   const RulesetPlan plan = compile_at(policy, utc(2026, 5, 4, 10));
-  EXPECT_EQ(elements(plan, "p1_in_v4"),
-            (Strings{"10.0.0.0/26 tcp/22 timeout=7200000ms : goto l1_ssh_allow",
-                     "10.0.0.64/26 tcp/22 timeout=21600000ms : goto l1_ssh_allow",
-                     "10.0.0.128/25 tcp/22 timeout=7200000ms : goto l1_ssh_allow"}));
+  EXPECT_EQ(elements(plan, "l1_open_v4"), (Strings{"10.0.0.0/26 tcp/22 timeout=7200000ms",
+                                                   "10.0.0.64/26 tcp/22 timeout=21600000ms",
+                                                   "10.0.0.128/25 tcp/22 timeout=7200000ms"}));
   EXPECT_EQ(elements(plan, "p1_scope_in_v4"), Strings{"10.0.0.0/24 tcp/22 : goto l1_ssh_closed"});
   ASSERT_EQ(plan.openings.size(), 2u);
   EXPECT_EQ(plan.openings[0].ticket, std::nullopt);
@@ -579,8 +579,8 @@ TEST(CompileTimeouts, GrantForSomeHostsSplitsTheLinkIntoPiecesWithTheirOwnTimeou
   EXPECT_EQ(plan.openings[1].until, utc(2026, 5, 4, 16));
 
   // 13:00: the window has closed; only the grant's hosts are open.
-  EXPECT_EQ(elements(compile_at(policy, utc(2026, 5, 4, 13)), "p1_in_v4"),
-            Strings{"10.0.0.64/26 tcp/22 timeout=10800000ms : goto l1_ssh_allow"});
+  EXPECT_EQ(elements(compile_at(policy, utc(2026, 5, 4, 13)), "l1_open_v4"),
+            Strings{"10.0.0.64/26 tcp/22 timeout=10800000ms"});
 }
 
 TEST(CompileTimeouts, GrantEndingBeforeTheWindowAddsNoPiece) {
@@ -588,8 +588,7 @@ TEST(CompileTimeouts, GrantEndingBeforeTheWindowAddsNoPiece) {
   // the pieces are equal again and merge back into one element.
   const RulesetPlan plan =
       compile_at(inline_policy(kDailyWindowAndSubsetGrant), utc(2026, 5, 5, 10));
-  EXPECT_EQ(elements(plan, "p1_in_v4"),
-            Strings{"10.0.0.0/24 tcp/22 timeout=7200000ms : goto l1_ssh_allow"});
+  EXPECT_EQ(elements(plan, "l1_open_v4"), Strings{"10.0.0.0/24 tcp/22 timeout=7200000ms"});
   EXPECT_EQ(plan.openings.size(), 2u);
 }
 
@@ -598,12 +597,10 @@ TEST(CompileTimeouts, AlwaysWithoutExpiryHasNoTimeout) {
   for (Instant t : {utc(2026, 1, 1), utc(2026, 6, 1, 12, 34, 56, 789), utc(2040, 3, 1)}) {
     SCOPED_TRACE(format_instant(t));
     const RulesetPlan plan = compile_at(policy, t);
-    EXPECT_EQ(elements(plan, "p1_out_v4"),
-              (Strings{"192.168.1.20 tcp/443 : goto l1_rmm_agent_allow",
-                       "192.168.1.20 tcp/8040-8041 : goto l1_rmm_agent_allow"}));
-    EXPECT_EQ(elements(plan, "p1_out_v6"),
-              (Strings{"2001:db8:aa::10/127 tcp/443 : goto l1_rmm_agent_allow",
-                       "2001:db8:aa::10/127 tcp/8040-8041 : goto l1_rmm_agent_allow"}));
+    EXPECT_EQ(elements(plan, "l1_open_v4"),
+              (Strings{"192.168.1.20 tcp/443", "192.168.1.20 tcp/8040-8041"}));
+    EXPECT_EQ(elements(plan, "l1_open_v6"),
+              (Strings{"2001:db8:aa::10/127 tcp/443", "2001:db8:aa::10/127 tcp/8040-8041"}));
     ASSERT_EQ(plan.openings.size(), 1u);
     EXPECT_EQ(plan.openings[0].until, Instant::max());
     EXPECT_EQ(plan.openings[0].direction, Direction::outbound);
@@ -646,14 +643,16 @@ TEST(CompileTimeouts, CappedAtExpiry) {
   // 23:00: "always" would never end, the nightly window would end at 02:00 and the grant ends
   // at the expiry: all three are cut to the hour left before the expiry.
   const RulesetPlan plan = compile_at(policy, utc(2026, 4, 30, 23));
-  EXPECT_EQ(elements(plan, "p1_in_v4"),
-            (Strings{"10.0.0.2 tcp/22 timeout=3600000ms : goto l2_night_allow",
-                     "10.0.0.1 tcp/443 timeout=3600000ms : goto l1_always_on_allow"}));
+  EXPECT_EQ(elements(plan, "l1_open_v4"), Strings{"10.0.0.1 tcp/443 timeout=3600000ms"});
+  EXPECT_EQ(elements(plan, "l2_open_v4"), Strings{"10.0.0.2 tcp/22 timeout=3600000ms"});
   for (const auto& o : plan.openings) EXPECT_EQ(o.until, utc(2026, 5, 1)) << o.link;
   EXPECT_EQ(plan.openings.size(), 3u);  // always, nightly, CHG-9
 
   const RulesetPlan last = compile_at(policy, utc(2026, 4, 30, 23, 59, 59, 999));
-  for (const auto& e : last.set("p1_in_v4")->elements) EXPECT_EQ(e.timeout, milliseconds{1});
+  for (const char* set : {"l1_open_v4", "l2_open_v4"}) {
+    ASSERT_FALSE(last.set(set)->elements.empty()) << set;
+    for (const auto& e : last.set(set)->elements) EXPECT_EQ(e.timeout, milliseconds{1}) << set;
+  }
 
   const RulesetPlan expired = compile_at(policy, utc(2026, 5, 1));
   EXPECT_TRUE(expired.expired);
@@ -666,13 +665,13 @@ TEST(CompileTimeouts, CappedAtExpiry) {
 TEST(CompileTimeouts, GrantEndingAtExpiryRunsToIt) {
   // grants-only: CHG-2 ends exactly when the policy expires.
   const Policy policy = load("valid/grants-only.toml");
-  EXPECT_EQ(elements(compile_at(policy, utc(2026, 8, 20, 12)), "p1_in_v4"),
-            Strings{"172.16.5.0/29 tcp/5900 timeout=993600000ms : goto l1_vnc_frontdesk_allow"});
+  EXPECT_EQ(elements(compile_at(policy, utc(2026, 8, 20, 12)), "l1_open_v4"),
+            Strings{"172.16.5.0/29 tcp/5900 timeout=993600000ms"});
   // Between the two grants, and before the first: closed.
   EXPECT_EQ(open_element_count(compile_at(policy, utc(2026, 8, 5))), 0u);
   EXPECT_EQ(open_element_count(compile_at(policy, utc(2026, 8, 1))), 0u);
-  EXPECT_EQ(elements(compile_at(policy, utc(2026, 8, 3, 13, 30)), "p1_in_v4"),
-            Strings{"172.16.5.0/29 tcp/5900 timeout=1800000ms : goto l1_vnc_frontdesk_allow"});
+  EXPECT_EQ(elements(compile_at(policy, utc(2026, 8, 3, 13, 30)), "l1_open_v4"),
+            Strings{"172.16.5.0/29 tcp/5900 timeout=1800000ms"});
   EXPECT_TRUE(compile_at(policy, utc(2026, 9, 1)).expired);
 }
 
@@ -681,12 +680,11 @@ TEST(CompileTimeouts, GrantEndingAtExpiryRunsToIt) {
 
 TEST(CompileDirections, OutboundMapsAreKeyedOnTheHostAsSource) {
   const RulesetPlan plan = compile_at(load("valid/rmm-outbound-ipv6.toml"), utc(2026, 6, 1));
-  EXPECT_EQ(plan.set("p1_in_v4"), nullptr);
-  EXPECT_EQ(plan.set("p1_in_v6"), nullptr);
   EXPECT_EQ(plan.set("p1_scope_in_v4"), nullptr);
-  ASSERT_NE(plan.set("p1_out_v4"), nullptr);
+  EXPECT_EQ(plan.set("p1_scope_in_v6"), nullptr);
+  ASSERT_NE(plan.set("l1_open_v4"), nullptr);
   ASSERT_NE(plan.set("p1_scope_out_v6"), nullptr);
-  EXPECT_TRUE(plan.set("p1_out_v4")->has_timeouts);
+  EXPECT_TRUE(plan.set("l1_open_v4")->has_timeouts);
   EXPECT_FALSE(plan.set("p1_scope_out_v4")->has_timeouts);
   // Outbound links admit nobody inbound: nothing for the gate's `linked` maps, no foreign chain.
   EXPECT_TRUE(elements(plan, "linked_v4").empty());
@@ -700,19 +698,19 @@ TEST(CompileDirections, OutboundMapsAreKeyedOnTheHostAsSource) {
   const std::vector<Field> rep{Field::daddr, Field::l4proto, Field::sport};
   std::map<std::string, int> seen;
   for (const auto& r : c->rules) {
-    if (r.set.rfind("p1_out_", 0) != 0 && r.set.rfind("p1_scope_out_", 0) != 0) continue;
+    if (r.set.rfind("l1_open_", 0) != 0 && r.set.rfind("p1_scope_out_", 0) != 0) continue;
     const bool forward = r.key == fwd;
     EXPECT_TRUE(forward || r.key == rep) << r.set;
-    EXPECT_TRUE(r.verdict_map);
+    EXPECT_EQ(r.verdict_map, r.set.starts_with("p1_scope_")) << r.set;
     // Only the open map's reply rule is limited to conntrack replies.
     EXPECT_EQ(r.reply_only, !forward) << r.set;  // service-port-as-source rules match replies only
     EXPECT_EQ(r.family, r.set.ends_with("_v6") ? Family::v6 : Family::v4) << r.set;
     ++seen[r.set + (forward ? " fwd" : " rep")];
   }
-  EXPECT_EQ(seen, (std::map<std::string, int>{{"p1_out_v4 fwd", 1},
-                                              {"p1_out_v4 rep", 1},
-                                              {"p1_out_v6 fwd", 1},
-                                              {"p1_out_v6 rep", 1},
+  EXPECT_EQ(seen, (std::map<std::string, int>{{"l1_open_v4 fwd", 1},
+                                              {"l1_open_v4 rep", 1},
+                                              {"l1_open_v6 fwd", 1},
+                                              {"l1_open_v6 rep", 1},
                                               {"p1_scope_out_v4 fwd", 1},
                                               {"p1_scope_out_v4 rep", 1},
                                               {"p1_scope_out_v6 fwd", 1},
@@ -732,13 +730,13 @@ ports    = ["tcp/22"]
 windows  = ["always"]
 )");
   const RulesetPlan plan = compile_at(policy, utc(2026, 5, 4));
-  for (auto name : {"p1_in_v6", "p1_scope_in_v6", "p1_hosts_v6"}) {
+  for (auto name : {"l1_open_v6", "p1_scope_in_v6", "p1_hosts_v6"}) {
     ASSERT_NE(plan.set(name), nullptr) << name;
     EXPECT_EQ(plan.set(name)->family, Family::v6) << name;
   }
-  EXPECT_EQ(plan.set("p1_in_v4"), nullptr);
+  EXPECT_EQ(plan.set("l1_open_v4"), nullptr);
   EXPECT_EQ(plan.set("p1_hosts_v4"), nullptr);
-  EXPECT_EQ(elements(plan, "p1_in_v6"), Strings{"2001:db8:20::/64 tcp/22 : goto l1_ssh6_allow"});
+  EXPECT_EQ(elements(plan, "l1_open_v6"), Strings{"2001:db8:20::/64 tcp/22"});
   EXPECT_EQ(elements(plan, "p1_hosts_v6"), Strings{"2001:db8:20::/64"});
   EXPECT_EQ(elements(plan, "linked_v6"), Strings{"2001:db8:20::/64 tcp/22 : goto l1_ssh6_foreign"});
   EXPECT_EQ(elements(plan, "providers_v6"), Strings{"2001:db8:100::/48 : goto p1_msp"});
@@ -768,12 +766,10 @@ TEST(CompileProviders, ChainsAndMapsPerProviderInNameOrder) {
   EXPECT_EQ(elements(plan, "provider_hosts_v4"), (Strings{"203.0.113.40 : goto p2_helpdesk"}));
   EXPECT_FALSE(plan.set("provider_hosts_v4")->interval);
   EXPECT_TRUE(plan.set("providers_v4")->interval);
-  EXPECT_EQ(elements(plan, "p2_in_v4"),
-            (Strings{"10.1.0.0/24 tcp/22 timeout=1740000ms : goto l1_ssh_admin_allow",
-                     "10.1.1.5 tcp/22 timeout=1740000ms : goto l1_ssh_admin_allow"}));
-  EXPECT_EQ(elements(plan, "p1_in_v4"),
-            (Strings{"10.1.2.0/26 tcp/10000-10010 timeout=19800000ms : goto l2_backup_agent_allow",
-                     "10.1.2.0/26 udp/10000 timeout=19800000ms : goto l2_backup_agent_allow"}));
+  EXPECT_EQ(elements(plan, "l1_open_v4"),
+            (Strings{"10.1.0.0/24 tcp/22 timeout=1740000ms", "10.1.1.5 tcp/22 timeout=1740000ms"}));
+  EXPECT_EQ(elements(plan, "l2_open_v4"), (Strings{"10.1.2.0/26 tcp/10000-10010 timeout=19800000ms",
+                                                   "10.1.2.0/26 udp/10000 timeout=19800000ms"}));
   EXPECT_EQ(elements(plan, "guarded"),
             (Strings{"tcp/22", "tcp/3389", "tcp/5900-5901", "udp/1194"}));
   // The chains: base, gate, providers, then each link's chains in link order.
@@ -789,10 +785,9 @@ TEST(CompileProviders, SubsetGrantInSchoolPolicy) {
   // INC-77: Mon 2027-03-01 08:00-10:30 Sydney (+11) for 10.1.0.128/25 and 10.1.1.5 only.
   const RulesetPlan plan =
       compile_at(load("valid/school-multi-window.toml"), utc(2027, 2, 28, 22));  // 09:00 local
-  EXPECT_EQ(elements(plan, "p2_in_v4"),
-            (Strings{"10.1.0.128/25 tcp/22 timeout=5400000ms : goto l1_ssh_admin_allow",
-                     "10.1.1.5 tcp/22 timeout=5400000ms : goto l1_ssh_admin_allow"}));
-  EXPECT_TRUE(elements(plan, "p1_in_v4").empty());
+  EXPECT_EQ(elements(plan, "l1_open_v4"), (Strings{"10.1.0.128/25 tcp/22 timeout=5400000ms",
+                                                   "10.1.1.5 tcp/22 timeout=5400000ms"}));
+  EXPECT_TRUE(elements(plan, "l2_open_v4").empty());
 }
 
 TEST(CompileProviders, LinkedHostsAreAttributedToTheFirstLinkCoveringThem) {
@@ -1008,9 +1003,10 @@ TEST(PlanStructure, EveryRuleAndVerdictRefersToSomethingThatExists) {
   EXPECT_GE(plans_with_openings, 8u);
 }
 
-// Two links of one provider on the same host and port: the piece stays open as long as the later
-// one, and allowed packets are credited to that link (its _allow chain counts them).
-TEST(CompileOverlap, OverlappingLinksCreditTheLinkThatKeepsThePieceOpen) {
+// Two links of one provider on the same host and port: each link's set holds the piece with its
+// own closing time, so it stays open as long as the later one; a packet is credited to the first
+// link (in policy order) whose set still holds it.
+TEST(CompileOverlap, OverlappingLinksEachKeepTheirOwnTimeout) {
   const Policy p = inline_policy(R"(
 [providers.acme]
 addresses = ["203.0.113.0/28"]
@@ -1036,11 +1032,73 @@ ports = ["tcp/22"]
 windows = ["long"]
 )");
   const auto plan = compile(p, utc(2026, 11, 26, 9, 30), CompileOptions{});
-  const SetPlan* open = plan.set("p1_in_v4");
-  ASSERT_NE(open, nullptr);
-  ASSERT_EQ(open->elements.size(), 1u);
-  EXPECT_EQ(open->elements[0].verdict->chain, "l2_b_allow");
-  EXPECT_EQ(open->elements[0].timeout, std::chrono::milliseconds(150 * 60 * 1000));
+  EXPECT_EQ(elements(plan, "l1_open_v4"), Strings{"10.0.0.1 tcp/22 timeout=1800000ms"});
+  EXPECT_EQ(elements(plan, "l2_open_v4"), Strings{"10.0.0.1 tcp/22 timeout=9000000ms"});
+  const ChainPlan* c = plan.chain("p1_acme");
+  ASSERT_NE(c, nullptr);
+  ASSERT_GE(c->rules.size(), 4u);
+  EXPECT_EQ(c->rules[0].set, "l1_open_v4");
+  EXPECT_EQ(c->rules[2].set, "l2_open_v4");
+  EXPECT_EQ(c->rules[2].verdict, (Verdict{Verdict::Kind::go_to, "l2_b_allow"}));
+}
+
+// What the daemon does at a window edge: advance() of the plan in force must give exactly what
+// compile() gives at that instant, for every policy of the corpus at instants across windows,
+// grants, DST changes and expiries — or refuse when the structure changes (expiry, lockdown).
+TEST(CompileAdvance, EqualsAFreshCompileOrRefuses) {
+  const std::vector<Instant> instants = {
+      utc(2026, 1, 1),          utc(2026, 3, 7, 4, 30),  utc(2026, 3, 10, 3, 30),
+      utc(2026, 5, 4, 10),      utc(2026, 8, 3, 13, 30), utc(2026, 8, 20, 12),
+      utc(2026, 11, 26, 15),    utc(2026, 11, 27, 5),    utc(2026, 12, 31, 0, 0, 0, 1),
+      utc(2027, 2, 28, 12, 30), utc(2027, 2, 28, 22),    utc(2040, 3, 1)};
+  std::size_t advanced = 0, refused = 0;
+  for (const auto& dir : {kPolicies / "valid", kPolicies}) {
+    for (const auto& file : fs::directory_iterator(dir)) {
+      if (file.path().extension() != ".toml") continue;
+      const ParsedPolicy parsed = parse_policy_file(file.path().string());
+      ASSERT_TRUE(parsed.ok()) << parsed.diagnostics.str();
+      for (Instant from : instants) {
+        for (Instant to : instants) {
+          SCOPED_TRACE(file.path().filename().string() + " " + format_instant(from) + " → " +
+                       format_instant(to));
+          RulesetPlan plan = compile_at(*parsed.policy, from);
+          const RulesetPlan want = compile_at(*parsed.policy, to);
+          if (!advance(plan, *parsed.policy, to, CompileOptions{})) {
+            ++refused;
+            EXPECT_NE(plan_fingerprint(want), plan.fingerprint);
+            continue;
+          }
+          ++advanced;
+          EXPECT_EQ(plan.fingerprint, plan_fingerprint(want));
+          EXPECT_EQ(plan.compiled_at, want.compiled_at);
+          ASSERT_EQ(plan.sets.size(), want.sets.size());
+          for (std::size_t i = 0; i < want.sets.size(); ++i) {
+            EXPECT_EQ(plan.sets[i].elements, want.sets[i].elements) << want.sets[i].name;
+          }
+          ASSERT_EQ(plan.openings.size(), want.openings.size());
+          for (std::size_t i = 0; i < want.openings.size(); ++i) {
+            EXPECT_EQ(plan.openings[i].link, want.openings[i].link);
+            EXPECT_EQ(plan.openings[i].ticket, want.openings[i].ticket);
+            EXPECT_EQ(plan.openings[i].until, want.openings[i].until);
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(advanced, 100u);
+  EXPECT_GT(refused, 0u);  // clinic-east expires on 2026-12-31
+}
+
+TEST(CompileAdvance, RefusesWhenALockdownBeginsOrEnds) {
+  const Policy p = load("clinic-east.toml");
+  CompileOptions locked;
+  locked.lockdown_until = utc(2026, 11, 26, 16);
+  RulesetPlan plan = compile(p, utc(2026, 11, 26, 15), CompileOptions{});
+  EXPECT_FALSE(advance(plan, p, utc(2026, 11, 26, 15, 1), locked));
+  EXPECT_EQ(plan.compiled_at, utc(2026, 11, 26, 15));  // untouched
+  RulesetPlan during = compile(p, utc(2026, 11, 26, 15), locked);
+  EXPECT_TRUE(advance(during, p, utc(2026, 11, 26, 15, 30), locked));
+  EXPECT_FALSE(advance(during, p, utc(2026, 11, 26, 16), locked));  // it has ended
 }
 
 // Lockdown closes every window and grant whatever the policy says, and says so in the logs.
@@ -1060,11 +1118,11 @@ windows = ["always"]
   const auto locked = compile(p, utc(2026, 11, 26, 11), opt);
   EXPECT_TRUE(locked.locked_down);
   EXPECT_TRUE(locked.openings.empty());
-  EXPECT_TRUE(locked.set("p1_in_v4")->elements.empty());
+  EXPECT_TRUE(locked.set("l1_open_v4")->elements.empty());
   EXPECT_EQ(*locked.chain("l1_rdp_closed")->rules[0].log_prefix, "drawbridge:lockdown:link/rdp");
   const auto after = compile(p, utc(2026, 11, 26, 12), opt);  // the lockdown has ended
   EXPECT_FALSE(after.locked_down);
-  EXPECT_EQ(after.set("p1_in_v4")->elements.size(), 1u);
+  EXPECT_EQ(after.set("l1_open_v4")->elements.size(), 1u);
 }
 
 }  // namespace
