@@ -152,6 +152,16 @@ bool is_whole_address_space(const AddressRange& r) {
 // ---------------------------------------------------------------------------------------------
 // Reading typed values out of TOML tables, reporting every problem with its location
 
+// Where a value was written, without the file name: a policy may list 100,000 addresses, and a
+// copy of the path for each is most of what parsing them allocates.
+struct TextPosition {
+  int line = 0;
+  int column = 0;
+  static TextPosition of(const toml::source_region& region) {
+    return {static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
+  }
+};
+
 class Diagnostics {
  public:
   explicit Diagnostics(std::string source) : source_(std::move(source)) {}
@@ -159,9 +169,13 @@ class Diagnostics {
   [[nodiscard]] SourceLocation at(const toml::source_region& region) const {
     return {source_, static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
   }
+  [[nodiscard]] SourceLocation at(const TextPosition& p) const {
+    return {source_, p.line, p.column};
+  }
   void add(const SourceLocation& where, std::string message) {
     errors_.push_back(make_error(std::move(message), where));
   }
+  void add(const TextPosition& where, std::string message) { add(at(where), std::move(message)); }
   void add(const toml::source_region& region, std::string message) {
     add(at(region), std::move(message));
   }
@@ -184,7 +198,7 @@ template <class T>
 struct Located {
   T value;
   std::string text;
-  SourceLocation where;
+  TextPosition where;
 };
 
 template <class T>
@@ -264,7 +278,7 @@ class TableReader {
       type_error(key, "a string", *node);
       return std::nullopt;
     }
-    return Located<std::string>{s->get(), s->get(), diag_.at(node->source())};
+    return Located<std::string>{s->get(), s->get(), TextPosition::of(node->source())};
   }
 
   [[nodiscard]] std::optional<Located<std::int64_t>> integer(std::string_view key,
@@ -276,7 +290,7 @@ class TableReader {
       type_error(key, "an integer", *node);
       return std::nullopt;
     }
-    return Located<std::int64_t>{i->get(), toml_text(*node), diag_.at(node->source())};
+    return Located<std::int64_t>{i->get(), toml_text(*node), TextPosition::of(node->source())};
   }
 
   // Only a date-time with a UTC offset names one instant; a local date-time or a bare date would
@@ -286,7 +300,8 @@ class TableReader {
     if (node == nullptr) return std::nullopt;
     const auto* dt = node->as_date_time();
     if (dt != nullptr && dt->get().offset) {
-      return Located<Instant>{to_instant(dt->get()), toml_text(*node), diag_.at(node->source())};
+      return Located<Instant>{to_instant(dt->get()), toml_text(*node),
+                              TextPosition::of(node->source())};
     }
     std::string found = describe(*node);
     if (dt != nullptr) {
@@ -322,12 +337,12 @@ class TableReader {
     }
     std::vector<Located<T>> out;
     bool complete = true;
+    out.reserve(array->size());
     for (std::size_t i = 0; i < array->size(); ++i) {
       const toml::node& element = *array->get(i);
-      const std::string element_key = std::string(key) + "[" + std::to_string(i) + "]";
       const auto* s = element.as_string();
       if (s == nullptr) {
-        type_error(element_key, "a string", element);
+        type_error(std::string(key) + "[" + std::to_string(i) + "]", "a string", element);
         complete = false;
         continue;
       }
@@ -337,7 +352,7 @@ class TableReader {
         complete = false;
         continue;
       }
-      out.push_back({std::move(converted).value(), s->get(), diag_.at(element.source())});
+      out.push_back({std::move(converted).value(), s->get(), TextPosition::of(element.source())});
     }
     if (!complete) return std::nullopt;
     return out;
@@ -864,7 +879,7 @@ class PolicyBuilder {
   std::vector<const ProviderAddress*> sorted_addresses_;  // by (family, start)
   std::vector<Address> reach_so_far_;                     // furthest end up to each index
   std::map<std::string, LinkInfo> links_;                 // first definition of each name
-  std::map<std::pair<std::string, std::string>, SourceLocation> grant_tickets_;
+  std::map<std::pair<std::string, std::string>, TextPosition> grant_tickets_;
 };
 
 }  // namespace
