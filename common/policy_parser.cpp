@@ -436,7 +436,7 @@ class PolicyBuilder {
   // What the cross-checks need beyond the model: where things were written, and whether a
   // list was read completely (an incomplete one would produce follow-on errors).
   struct ProviderAddress {
-    std::string provider;
+    std::size_t provider;  // index into policy_.providers
     Located<AddressRange> range;
   };
   struct LinkInfo {
@@ -506,17 +506,25 @@ class PolicyBuilder {
 
   void read_provider(const TableReader& reader, std::string name) {
     Provider provider{std::move(name), {}, reader.where()};
-    const auto addresses = reader.list<AddressRange>("addresses", Need::required, Empty::refused,
-                                                     &AddressRange::parse);
-    for (const auto& address : addresses.value_or(std::vector<Located<AddressRange>>{})) {
+    auto addresses = reader.list<AddressRange>("addresses", Need::required, Empty::refused,
+                                               &AddressRange::parse);
+    if (!addresses) addresses.emplace();
+    const std::size_t index = policy_.providers.size();
+    // A policy may list 100,000 addresses: grow once, not by doubling through them.
+    provider.addresses.reserve(addresses->size());
+    const std::size_t need = provider_addresses_.size() + addresses->size();
+    if (need > provider_addresses_.capacity()) {
+      provider_addresses_.reserve(std::max(need, 2 * provider_addresses_.capacity()));
+    }
+    for (auto& address : *addresses) {
       if (is_whole_address_space(address.value)) {
         diag_.add(address.where, "address " + quoted(address.text) + " of provider " +
                                      quoted(provider.name) +
                                      " would treat every address as the provider");
         continue;
       }
-      provider_addresses_.push_back({provider.name, address});
       provider.addresses.push_back(address.value);
+      provider_addresses_.push_back({index, std::move(address)});
     }
     policy_.providers.push_back(std::move(provider));
   }
@@ -557,15 +565,22 @@ class PolicyBuilder {
       std::swap(a, b);  // report at the one written later
     }
     diag_.add(b->range.where, "address " + quoted(b->range.text) + " of provider " +
-                                  quoted(b->provider) + " overlaps address " +
-                                  quoted(a->range.text) + " of provider " + quoted(a->provider) +
+                                  quoted(provider_name(b->provider)) + " overlaps address " +
+                                  quoted(a->range.text) + " of provider " +
+                                  quoted(provider_name(a->provider)) +
                                   "; a packet must be attributable to one provider");
+  }
+
+  const std::string& provider_name(std::size_t index) const {
+    return policy_.providers[index].name;
   }
 
   // Provider addresses by (family, start), with the furthest end reached up to each position,
   // so that overlap questions are answered by binary search.
   void sort_provider_addresses() {
     sorted_addresses_.clear();
+    sorted_addresses_.reserve(provider_addresses_.size());
+    reach_so_far_.reserve(provider_addresses_.size());
     for (const auto& p : provider_addresses_) sorted_addresses_.push_back(&p);
     std::sort(sorted_addresses_.begin(), sorted_addresses_.end(), [](const auto* x, const auto* y) {
       return x->range.value.first < y->range.value.first;
@@ -731,7 +746,7 @@ class PolicyBuilder {
         if (!host.value.overlaps(address.range.value)) continue;
         diag_.add(host.where, "host " + quoted(host.text) + " of link " + quoted(link) +
                                   " overlaps address " + quoted(address.range.text) +
-                                  " of provider " + quoted(address.provider));
+                                  " of provider " + quoted(provider_name(address.provider)));
       }
     }
   }
