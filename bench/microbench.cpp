@@ -95,6 +95,25 @@ void BM_Compile(benchmark::State& state) {
 }
 BENCHMARK(BM_Compile)->Arg(10)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
 
+// What the daemon does at a window edge instead of BM_Compile: the plan in force brought to a
+// new instant by recomputing only its open-window sets (one link opening or closing a minute
+// apart). It should not grow with N.
+void BM_Advance(benchmark::State& state) {
+  const auto& p = policy(state.range(0));
+  auto plan = drawbridge::compile(p, now(), drawbridge::CompileOptions{});
+  std::int64_t i = 0;
+  for (auto _ : state) {
+    const auto at = now() + std::chrono::minutes(++i % 2);
+    if (!drawbridge::advance(plan, p, at, drawbridge::CompileOptions{})) {
+      state.SkipWithError("advance() wanted a full compile");
+      break;
+    }
+    benchmark::DoNotOptimize(plan);
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_Advance)->Arg(10)->Arg(1000)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond);
+
 void BM_RenderNft(benchmark::State& state) {
   const auto plan = drawbridge::compile(policy(state.range(0)), now(), {});
   for (auto _ : state) {

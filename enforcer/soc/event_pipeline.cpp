@@ -27,6 +27,7 @@ namespace {
 // Loss is reported at most this often, with the increments since the last report.
 constexpr auto kLossReportEvery = std::chrono::seconds(5);
 constexpr auto kStatusEvery = std::chrono::seconds(5);
+constexpr auto kStatusUnchangedEvery = std::chrono::minutes(5);
 // The logging rules' counters are read this often. The shortfall check lags one reading, so
 // this is also how long a logged packet may take to arrive before it counts as lost.
 constexpr auto kCountersEvery = std::chrono::seconds(10);
@@ -93,7 +94,14 @@ struct EventPipeline::Impl {
   std::map<std::string, Instant> limited_at;
   Instant next_counters{};
   Instant next_loss_check{};
+  // Something arrived (a logged packet, a session, an event) since the last loss check (a
+  // counter reading makes its own): only then is another one due, so that an idle daemon's timer
+  // stays quiet.
+  bool active = true;
   Instant next_status{};
+  std::optional<LogCounterReading> counters_saved;  // as last written to log-counters.json
+  std::string last_status_body;  // events.json as last written, without its updated_at
+  Instant status_written_at{};
 
   explicit Impl(const EventPipelineOptions& o)
       : opt(o), aggregator(AggregationOptions{o.events.aggregation, 10, 100'000}) {}
@@ -183,8 +191,7 @@ struct EventPipeline::Impl {
     if (now < next_status) return;
     next_status = now + kStatusEvery;
     const auto st = status();
-    nlohmann::json j{{"updated_at", format_instant(now)},
-                     {"denied_received", st.denied_received},
+    nlohmann::json j{{"denied_received", st.denied_received},
                      {"denied_lost", st.denied_lost},
                      {"denied_logged_by_kernel", st.denied_logged_by_kernel},
                      {"denied_rate_limited", st.denied_rate_limited},
@@ -204,7 +211,15 @@ struct EventPipeline::Impl {
                               {"failing", o.failing},
                               {"last_error", o.last_error}});
     }
-    (void)write_file_atomically(opt.state_dir + "/events.json", j.dump(2) + "\n");
+    // Rewritten (with its fsyncs) only when a number changed, or once in a while to say it is
+    // still current: an idle daemon should sleep, not rewrite the same file every 5 s.
+    std::string body = j.dump();
+    if (body == last_status_body && now < status_written_at + kStatusUnchangedEvery) return;
+    j["updated_at"] = format_instant(now);
+    if (write_file_atomically(opt.state_dir + "/events.json", j.dump(2) + "\n")) {
+      last_status_body = std::move(body);
+      status_written_at = now;
+    }
   }
 
   EventPipelineStatus status() const {
@@ -352,6 +367,7 @@ Result<std::unique_ptr<EventPipeline>> EventPipeline::start(const EventPipelineO
 }
 
 void EventPipeline::emit(SocEvent event, const Policy* policy, Instant now) {
+  impl_->active = true;
   impl_->stamp(event, policy, now);
   impl_->batch.push_back(std::move(event));
   impl_->flush_batch();
@@ -365,6 +381,7 @@ int EventPipeline::conntrack_fd() const {
 }
 
 void EventPipeline::on_nflog_readable(const Policy* policy, Instant now) {
+  impl_->active = true;
   if (!impl_->nflog) return;
   auto& im = *impl_;
   im.nflog->read_available([&](const LoggedPacket& p) {
@@ -382,6 +399,7 @@ void EventPipeline::on_nflog_readable(const Policy* policy, Instant now) {
 
 void EventPipeline::on_conntrack_readable(const Policy* policy, const RulesetPlan* plan,
                                           Instant now) {
+  impl_->active = true;
   if (!impl_->conntrack) return;
   auto& im = *impl_;
   im.conntrack->read_available([&](const ConntrackEvent& ct) {
@@ -401,7 +419,8 @@ void EventPipeline::tick(const Policy* policy, Instant now) {
     im.stamp(e, policy, now);
     im.batch.push_back(std::move(e));
   }
-  if (now >= im.next_loss_check) {
+  if (now >= im.next_loss_check && im.active) {
+    im.active = false;
     im.next_loss_check = now + kLossReportEvery;
     im.report_loss(policy, now);
     if (im.conntrack && im.conntrack->lost() > im.conntrack_lost_reported) {
@@ -421,7 +440,7 @@ void EventPipeline::tick(const Policy* policy, Instant now) {
 std::optional<Instant> EventPipeline::next_due() const {
   auto due = impl_->aggregator.next_due();
   const Instant loss = impl_->next_loss_check;
-  if (impl_->nflog) due = due ? std::min(*due, loss) : loss;
+  if (impl_->nflog && impl_->active) due = due ? std::min(*due, loss) : loss;
   return due;
 }
 
@@ -545,7 +564,19 @@ void EventPipeline::account(const LogCounterReading& reading, const Policy* poli
   }
   im.report_loss(policy, now);
   im.flush_batch();
-  (void)write_file_atomically(im.counters_path(), encode_saved_log_counters({reading, false}));
+  // Saved for the next run only when a count moved: an idle gateway does not rewrite the file.
+  const auto same = [](const LogCounterReading& a, const LogCounterReading& b) {
+    return std::equal(a.rules.begin(), a.rules.end(), b.rules.begin(), b.rules.end(),
+                      [](const LogRuleCount& x, const LogRuleCount& y) {
+                        return x.handle == y.handle && x.packets == y.packets &&
+                               x.rate_limited == y.rate_limited && x.prefix == y.prefix;
+                      });
+  };
+  if (!im.counters_saved || !same(*im.counters_saved, reading)) {
+    if (write_file_atomically(im.counters_path(), encode_saved_log_counters({reading, false}))) {
+      im.counters_saved = reading;
+    }
+  }
 }
 
 EventPipelineStatus EventPipeline::status() const {

@@ -606,7 +606,8 @@ struct Delivery::Impl {
     auto backoff = opt.initial_backoff;
     try {
       while (!st.stop_requested()) {
-        auto next = spool->next(slot.name, std::chrono::milliseconds{1000}, st);
+        // No timeout: an append or the stop request wakes it, so an idle daemon sleeps.
+        auto next = spool->next(slot.name, EventSpool::kUntilStopped, st);
         if (!next) {
           failed(slot, next.error().message, backoff);
           if (!wait(st, backoff, rng)) break;

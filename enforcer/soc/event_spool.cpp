@@ -784,7 +784,11 @@ Result<std::optional<SpoolRecord>> EventSpool::next(const std::string& consumer,
   if (it == impl_->consumers.end()) return make_error("no spool consumer named " + consumer);
   Impl::Consumer& c = it->second;
   for (;;) {
-    impl_->cv.wait_for(lock, stop, wait, [&] { return impl_->has_record(c); });
+    if (wait == kUntilStopped) {
+      impl_->cv.wait(lock, stop, [&] { return impl_->has_record(c); });
+    } else {
+      impl_->cv.wait_for(lock, stop, wait, [&] { return impl_->has_record(c); });
+    }
     if (!impl_->has_record(c)) return std::optional<SpoolRecord>{};
     if (!c.front.empty()) {
       return std::optional<SpoolRecord>{

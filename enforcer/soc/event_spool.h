@@ -103,7 +103,9 @@ class EventSpool {
   Result<std::uint64_t> append(std::vector<SocEvent> events);
 
   // The consumer's next record (the same one until it is acknowledged), waiting up to `wait`
-  // for one to arrive; nullopt after the wait or when `stop` is requested.
+  // for one to arrive (kUntilStopped: as long as it takes); nullopt after the wait or when
+  // `stop` is requested.
+  static constexpr std::chrono::milliseconds kUntilStopped = std::chrono::milliseconds::max();
   Result<std::optional<SpoolRecord>> next(const std::string& consumer,
                                           std::chrono::milliseconds wait,
                                           std::stop_token stop = {});
