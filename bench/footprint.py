@@ -10,9 +10,14 @@ bundle (`sign`), a trust file naming the key and site "bench", the nft text `ren
 an enforcer config whose `policy` is the signed bundle (the daemon verifies it at start, as it
 does with the bundle it accepted last).
 
+The daemons share one state directory, primed by a first run, as on a gateway that rebooted:
+it holds what the last applied policy closes first on a cold start (<table>.closed.json).
+
 Each repeat, in alternating order (A/B/C, then C/B/A):
-  cold     `run` in a fresh network namespace: from the enforcer's exec to its READY=1
-           notification (sd_notify, sent once the table is committed: "protected"); then RSS
+  cold     `run` in a fresh network namespace (the kernel holds no table, as after a reboot):
+           from the enforcer's exec to its STATUS=closed notification (the last policy's linked
+           services and guarded ports are closed to everyone: "protected") and to its READY=1
+           (sd_notify, sent once the policy's table is committed: "policy in force"); then RSS
            (VmRSS, peak VmHWM) and, in the first repeat only, CPU time and context switches over
            --idle-seconds of idling (a daemon without polling loops sleeps on its fds and timer).
   warm     the daemon restarted in the same namespace with the table still in place (the
@@ -108,7 +113,8 @@ def memory_kib(pid):
 
 
 def start_daemon(ns, enforcer, config, workdir, timeout=60.0):
-    """Starts `run` inside ns; returns (process, exec→READY seconds)."""
+    """Starts `run` inside ns; returns (process, exec→READY seconds, exec→STATUS=closed seconds
+    or None when it sent none)."""
     path = os.path.join(workdir, f"notify-{os.getpid()}-{time.monotonic_ns()}.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
@@ -126,10 +132,14 @@ def start_daemon(ns, enforcer, config, workdir, timeout=60.0):
             os._exit(127)
     t0 = time.perf_counter()
     elapsed = None
+    closed = None
     try:
         while True:
             data = sock.recv(4096).decode(errors="replace")
-            if "READY=1" in data.split("\n"):
+            lines = data.split("\n")
+            if closed is None and any(x.startswith("STATUS=closed") for x in lines):
+                closed = time.perf_counter() - t0
+            if "READY=1" in lines:
                 elapsed = time.perf_counter() - t0
                 break
     except socket.timeout:
@@ -142,7 +152,7 @@ def start_daemon(ns, enforcer, config, workdir, timeout=60.0):
         stop_daemon(pid)
         raise RuntimeError(f"the enforcer sent no READY=1 within {timeout:.0f} s; see "
                            f"{workdir}/daemon.log")
-    return pid, elapsed
+    return pid, elapsed, closed
 
 
 def stop_daemon(pid):
@@ -195,7 +205,7 @@ def main() -> int:
         subprocess.run([args.enforcer, "render", args.policy], stdout=f, check=True)
 
     result = {"policy": args.policy, "bundle_bytes": os.path.getsize(bundle), "cold_ms": [],
-              "warm_ms": [], "nft_ms": [], "memory_kib": [], "idle": None}
+              "closed_ms": [], "warm_ms": [], "nft_ms": [], "memory_kib": [], "idle": None}
     nss = Namespaces()
 
     def config_for(tag):
@@ -206,10 +216,19 @@ def main() -> int:
             f.write(f'policy = "{bundle}"\ntrust = "{trust}"\nstate_dir = "{state}"\n')
         return path
 
+    config = config_for("gateway")
+
+    def prime():
+        ns = nss.new()
+        pid, _, _ = start_daemon(ns, args.enforcer, config, out)
+        stop_daemon(pid)
+        nss.delete(ns)
+
     def cold_and_warm(rep):
         ns = nss.new()
-        config = config_for(f"{rep}")
-        pid, cold = start_daemon(ns, args.enforcer, config, out)
+        pid, cold, closed = start_daemon(ns, args.enforcer, config, out)
+        if closed is None:
+            raise RuntimeError("a cold start sent no STATUS=closed; see daemon.log")
         if not table_exists(ns):
             raise RuntimeError("READY=1 came but the table is not in the kernel")
         time.sleep(0.5)  # let start-up allocations settle before reading the RSS
@@ -226,13 +245,15 @@ def main() -> int:
                               "wakeups_per_second": (sw1 - sw0) / span}
             print(f"  idle {span:.1f} s: CPU {cpu1 - cpu0:.3f} s, {sw1 - sw0} context switches")
         stop_daemon(pid)
-        pid, warm = start_daemon(ns, args.enforcer, config, out)
+        pid, warm, _ = start_daemon(ns, args.enforcer, config, out)
         stop_daemon(pid)
         nss.delete(ns)
         result["cold_ms"].append(cold * 1e3)
+        result["closed_ms"].append(closed * 1e3)
         result["warm_ms"].append(warm * 1e3)
         result["memory_kib"].append(mem)
-        print(f"  repeat {rep + 1}: cold start → READY {cold * 1e3:.1f} ms, restart onto the table "
+        print(f"  repeat {rep + 1}: cold start → closed {closed * 1e3:.1f} ms, → READY "
+              f"{cold * 1e3:.1f} ms, restart onto the table "
               f"{warm * 1e3:.1f} ms, VmRSS {mem['VmRSS'] / 1024:.1f} MiB "
               f"(peak {mem['VmHWM'] / 1024:.1f} MiB)")
         time.sleep(args.settle)
@@ -257,6 +278,7 @@ def main() -> int:
         time.sleep(args.settle)
 
     try:
+        prime()
         for rep in range(args.repeats):
             if rep % 2 == 0:
                 cold_and_warm(rep)

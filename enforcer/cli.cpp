@@ -220,6 +220,10 @@ int cmd_apply(const EnforcerConfig& cfg, bool dry_run) {
       save_applied(cfg.state_dir, AppliedState{cfg.table, plan.site, plan.serial,
                                                std::filesystem::absolute(cfg.policy).string(),
                                                plan.compiled_at, policy->expires});
+  if (auto kept = save_closed_skeleton(cfg.state_dir, cfg.table, skeleton_of(plan)); !kept.ok()) {
+    std::cerr << "warning: cannot keep what the daemon's cold start closes first: "
+              << kept.error().message << "\n";
+  }
   const auto& st = writer.last_stats();
   if (st.reconciled) {
     std::cout << "site " << plan.site << " serial " << plan.serial << " was already in table inet "

@@ -73,6 +73,7 @@ class Daemon {
       return 1;
     }
     writer_.emplace(std::move(*sock));
+    close_until_applied();
     start_events();
     if (!initial_policy()) {
       if (!opt_.controller) return 1;
@@ -267,6 +268,35 @@ class Daemon {
     return true;
   }
 
+  // A cold start (no table in the kernel, as after a reboot): before the policy is verified,
+  // parsed and compiled — half a second at 100,000 prefixes — the inbound linked services and
+  // guarded ports of the last applied policy are closed to everyone. Then the policy replaces
+  // that table in one transaction. A restart finds its table in place and skips this.
+  void close_until_applied() {
+    auto existing = writer_->socket().read_table(opt_.compile.table);
+    if (!existing.ok() || existing->exists) return;
+    auto skeleton = load_closed_skeleton(opt_.state_dir, opt_.compile.table);
+    if (!skeleton.ok()) {
+      log_->warn("cold start: {}; nothing is closed until the policy is applied",
+                 skeleton.error().message);
+      return;
+    }
+    if (!*skeleton) return;  // nothing was ever applied with this state directory
+    const auto applied = load_applied(opt_.state_dir, opt_.compile.table);
+    const std::string site = applied.ok() && *applied ? (*applied)->site : site_;
+    const auto plan = closed_plan(**skeleton, site, now_ms(), opt_.compile);
+    if (auto r = writer_->replace(plan); !r.ok()) {
+      log_->error("cold start: closing linked and guarded services failed: {}", r.error().message);
+      return;
+    }
+    log_->info(
+        "cold start: table inet {} closes the last policy's linked services ({} IPv4, {} IPv6 "
+        "elements) and guarded ports to everyone until the policy is in force",
+        opt_.compile.table, skeleton->value().linked_v4.size(), skeleton->value().linked_v6.size());
+    service::status(
+        "closed: linked services and guarded ports closed until the policy is in force");
+  }
+
   enum class Mode { reconcile, replace };
 
   bool apply(const char* why, Mode mode) {
@@ -306,6 +336,10 @@ class Daemon {
       auto recorded = AcceptedStore(opt_.state_dir).record(*bundle_to_record_, *policy_);
       if (!recorded.ok()) log_->error("applied, but not recorded: {}", recorded.error().message);
       bundle_to_record_.reset();
+    }
+    if (auto kept = save_closed_skeleton(opt_.state_dir, opt_.compile.table, skeleton_of(plan));
+        !kept.ok()) {
+      log_->warn("cannot keep what a cold start closes first: {}", kept.error().message);
     }
     auto saved = save_applied(opt_.state_dir,
                               AppliedState{opt_.compile.table, policy_->site, policy_->serial,

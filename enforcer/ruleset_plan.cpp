@@ -23,6 +23,8 @@ std::string_view deny_reason_name(DenyReason r) {
       return "policy-expired";
     case DenyReason::lockdown:
       return "lockdown";
+    case DenyReason::starting:
+      return "starting";
   }
   return "unknown";
 }
@@ -131,6 +133,30 @@ RulePlan denied_lookup(RulePlan r, std::string prefix) {
   r.log_prefix = std::move(prefix);
   r.verdict = Verdict{Verdict::Kind::drop, {}};
   return r;
+}
+
+// The hooked chains, the same in every plan: input and forward jump to the gate.
+std::vector<ChainPlan> base_chains(int priority) {
+  RulePlan to_gate;
+  to_gate.verdict = Verdict{Verdict::Kind::jump, "gate"};
+  RulePlan own_replies;
+  own_replies.reply_only = true;
+  own_replies.verdict = Verdict{Verdict::Kind::accept, {}};
+  own_replies.comment = "replies to the gateway's own connections";
+
+  // IPv6 neighbour discovery with on-link provider addresses: without it the gateway could not
+  // resolve them and no IPv6 link would work. It is link-local by nature (hop limit 255) and
+  // never forwarded, so only the input chain needs it.
+  RulePlan solicit, advert;
+  solicit.icmpv6_type = kNeighborSolicit;
+  advert.icmpv6_type = kNeighborAdvert;
+  solicit.verdict = advert.verdict = Verdict{Verdict::Kind::accept, {}};
+  solicit.comment = "IPv6 neighbour discovery";
+
+  return {
+      ChainPlan{
+          "input", Hook{Hook::Point::input, priority}, {solicit, advert, own_replies, to_gate}, {}},
+      ChainPlan{"forward", Hook{Hook::Point::forward, priority}, {to_gate}, {}}};
 }
 
 class Compiler {
@@ -468,30 +494,9 @@ class Compiler {
         denied_lookup(lookup(Family::v4, {Field::l4proto, Field::dport}, "guarded", false),
                       log_prefix(DenyReason::unapproved_source, "guard")));
 
-    RulePlan to_gate;
-    to_gate.verdict = Verdict{Verdict::Kind::jump, "gate"};
-    RulePlan own_replies;
-    own_replies.reply_only = true;
-    own_replies.verdict = Verdict{Verdict::Kind::accept, {}};
-    own_replies.comment = "replies to the gateway's own connections";
-
-    // IPv6 neighbour discovery with on-link provider addresses: without it the gateway could not
-    // resolve them and no IPv6 link would work. It is link-local by nature (hop limit 255) and
-    // never forwarded, so only the input chain needs it.
-    RulePlan solicit, advert;
-    solicit.icmpv6_type = kNeighborSolicit;
-    advert.icmpv6_type = kNeighborAdvert;
-    solicit.verdict = advert.verdict = Verdict{Verdict::Kind::accept, {}};
-    solicit.comment = "IPv6 neighbour discovery";
-
-    plan_.chains.insert(
-        plan_.chains.begin(),
-        {ChainPlan{"input",
-                   Hook{Hook::Point::input, opt_.priority},
-                   {solicit, advert, own_replies, to_gate},
-                   {}},
-         ChainPlan{"forward", Hook{Hook::Point::forward, opt_.priority}, {to_gate}, {}},
-         std::move(gate)});
+    plan_.chains.insert(plan_.chains.begin(), std::move(gate));
+    const auto base = base_chains(opt_.priority);
+    plan_.chains.insert(plan_.chains.begin(), base.begin(), base.end());
   }
 
   const Policy& policy_;
@@ -602,6 +607,52 @@ std::string plan_fingerprint(const RulesetPlan& plan) {
     }
   }
   return d.hex();
+}
+
+ClosedSkeleton skeleton_of(const RulesetPlan& plan) {
+  ClosedSkeleton k;
+  const auto keys = [&](std::string_view name) {
+    std::vector<SetElement> out;
+    if (const SetPlan* set = plan.set(name)) {
+      for (const auto& e : set->elements) out.push_back({e.address, e.service, {}, {}});
+    }
+    return out;
+  };
+  k.linked_v4 = keys("linked_v4");
+  k.linked_v6 = keys("linked_v6");
+  k.guarded = keys("guarded");
+  return k;
+}
+
+RulesetPlan closed_plan(const ClosedSkeleton& skeleton, const std::string& site, Instant now,
+                        const CompileOptions& options) {
+  RulesetPlan plan;
+  plan.table = options.table;
+  plan.log_group = options.log_group;
+  plan.site = site;
+  plan.compiled_at = now;
+  plan.locked_down = true;  // nothing is open
+  const std::string prefix = log_prefix(DenyReason::starting, "gateway");
+  ChainPlan gate{"gate", std::nullopt, {}, ""};
+  for (Family f : kFamilies) {
+    const bool v4 = f == Family::v4;
+    SetPlan linked{v4 ? "linked_v4" : "linked_v6", KeyShape::address_service, f, false, false, {}};
+    linked.elements = v4 ? skeleton.linked_v4 : skeleton.linked_v6;
+    gate.rules.push_back(denied_lookup(
+        lookup(f, {Field::daddr, Field::l4proto, Field::dport}, linked.name, false), prefix));
+    plan.sets.push_back(std::move(linked));
+  }
+  SetPlan guarded{"guarded", KeyShape::service, Family::v4, false, false, {}};
+  guarded.elements = skeleton.guarded;
+  plan.sets.push_back(std::move(guarded));
+  gate.rules.push_back(
+      denied_lookup(lookup(Family::v4, {Field::l4proto, Field::dport}, "guarded", false), prefix));
+  plan.chains = base_chains(options.priority);
+  plan.chains.push_back(std::move(gate));
+  plan.fingerprint = plan_fingerprint(plan);
+  plan.chains.back().comment =
+      "drawbridge site " + site + " closed until the policy is applied, plan " + plan.fingerprint;
+  return plan;
 }
 
 RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& options) {

@@ -140,6 +140,7 @@ enum class DenyReason : std::uint8_t {
   unapproved_port,
   policy_expired,
   lockdown,  // the customer's break-glass is on
+  starting,  // a cold start: the table is closed until the policy is in force (closed_plan)
 };
 std::string_view deny_reason_name(DenyReason r);
 
@@ -185,6 +186,20 @@ RulesetPlan compile(const Policy& policy, Instant now, const CompileOptions& opt
 // equals compile(policy, now, options). Returns false, leaving `plan` as it was, when the
 // structure changes as well (the policy expired, a lockdown began or ended): compile() then.
 bool advance(RulesetPlan& plan, const Policy& policy, Instant now, const CompileOptions& options);
+
+// What a cold start commits first, before the policy is parsed and compiled (half a second at
+// 100,000 prefixes): the last applied plan's inbound linked services (host . proto . port) and
+// guarded ports, dropped and logged for every source — the provider's included — until the
+// policy is in force. Kept in the state directory by every apply. Like every drawbridge table it
+// can only take access away, so a stale or altered record can deny, never open.
+struct ClosedSkeleton {
+  std::vector<SetElement> linked_v4, linked_v6;  // address_service, no verdicts
+  std::vector<SetElement> guarded;               // service
+  bool operator==(const ClosedSkeleton&) const = default;
+};
+ClosedSkeleton skeleton_of(const RulesetPlan& plan);
+RulesetPlan closed_plan(const ClosedSkeleton& skeleton, const std::string& site, Instant now,
+                        const CompileOptions& options);
 
 // A digest of everything in the plan except open-window elements (which change with time). It is
 // stored in the gate chain's comment, so a restarted enforcer can tell cheaply — without dumping

@@ -64,6 +64,90 @@ Result<std::optional<AppliedState>> load_applied(const std::string& state_dir,
 }
 
 namespace {
+
+std::string skeleton_path(const std::string& dir, const std::string& table) {
+  return dir + "/" + table + ".closed.json";
+}
+
+nlohmann::json elements_json(const std::vector<SetElement>& elements) {
+  auto out = nlohmann::json::array();
+  for (const auto& e : elements) {
+    nlohmann::json j;
+    if (e.address) {
+      j["first"] = e.address->first.str();
+      j["last"] = e.address->last.str();
+    }
+    if (e.service) j["service"] = e.service->str();
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// Elements of `family` (address . service), or services only without one.
+Result<std::vector<SetElement>> elements_from(const nlohmann::json& array,
+                                              std::optional<Family> family) {
+  std::vector<SetElement> out;
+  for (const auto& j : array) {
+    SetElement e;
+    if (family) {
+      const auto first = Address::parse(j.at("first").get<std::string>());
+      const auto last = Address::parse(j.at("last").get<std::string>());
+      if (!first || !last || first->family != *family || last->family != *family ||
+          *last < *first) {
+        return make_error("bad address range " + j.dump());
+      }
+      e.address = AddressRange{*first, *last};
+    }
+    auto service = PortRange::parse(j.at("service").get<std::string>());
+    if (!service.ok()) return service.error();
+    e.service = *service;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<void> save_closed_skeleton(const std::string& state_dir, const std::string& table,
+                                  const ClosedSkeleton& skeleton) {
+  if (auto saved = load_closed_skeleton(state_dir, table); saved.ok() && *saved == skeleton) {
+    return {};
+  }
+  const nlohmann::json j{{"linked_v4", elements_json(skeleton.linked_v4)},
+                         {"linked_v6", elements_json(skeleton.linked_v6)},
+                         {"guarded", elements_json(skeleton.guarded)}};
+  return write_file_atomically(skeleton_path(state_dir, table), j.dump(1) + "\n");
+}
+
+Result<std::optional<ClosedSkeleton>> load_closed_skeleton(const std::string& state_dir,
+                                                           const std::string& table) {
+  const auto path = skeleton_path(state_dir, table);
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<ClosedSkeleton>{};
+    return sys_error("cannot read", path);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    const auto j = nlohmann::json::parse(ss.str());
+    ClosedSkeleton k;
+    auto v4 = elements_from(j.at("linked_v4"), Family::v4);
+    auto v6 = elements_from(j.at("linked_v6"), Family::v6);
+    auto guarded = elements_from(j.at("guarded"), std::nullopt);
+    for (const auto* r : {&v4, &v6, &guarded}) {
+      if (!r->ok()) return make_error(path + " is damaged: " + r->error().message);
+    }
+    k.linked_v4 = std::move(*v4);
+    k.linked_v6 = std::move(*v6);
+    k.guarded = std::move(*guarded);
+    return std::optional<ClosedSkeleton>{std::move(k)};
+  } catch (const std::exception& e) {
+    return make_error(path + " is damaged (" + e.what() + ")");
+  }
+}
+
+namespace {
 std::string lockdown_path(const std::string& dir) {
   return dir + "/lockdown.json";
 }

@@ -8,6 +8,7 @@
 #include "common/atomic_file.h"
 #include "common/policy_model.h"
 #include "common/result.h"
+#include "enforcer/ruleset_plan.h"
 
 namespace drawbridge {
 
@@ -24,6 +25,14 @@ Result<void> save_applied(const std::string& state_dir, const AppliedState& stat
 // nullopt when nothing was applied yet.
 Result<std::optional<AppliedState>> load_applied(const std::string& state_dir,
                                                  const std::string& table);
+
+// What a cold start closes before the policy is in force (ruleset_plan.h, ClosedSkeleton),
+// kept beside the applied state of `table`; rewritten only when it changed.
+Result<void> save_closed_skeleton(const std::string& state_dir, const std::string& table,
+                                  const ClosedSkeleton& skeleton);
+// nullopt when none was saved (nothing was applied with this state directory yet).
+Result<std::optional<ClosedSkeleton>> load_closed_skeleton(const std::string& state_dir,
+                                                           const std::string& table);
 
 // The customer's break-glass, kept on the gateway so that it survives restarts.
 struct Lockdown {

@@ -720,6 +720,56 @@ TEST_F(EnforcementTest, DaemonBootsFromTheStoredBundle) {
   EXPECT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
 }
 
+// A cold start closes the last applied policy's linked services and guarded ports to everyone
+// before it even reads the bundle; if the bundle then cannot be used (here: a different key
+// signed it and nothing valid is stored), the gateway stays closed — nothing opens — while
+// traffic to services no policy mentions still passes (restrict only).
+TEST_F(EnforcementTest, ColdStartIsClosedBeforeThePolicyLoadsAndStaysClosedIfItCannot) {
+  const std::string dir = lab_->temp_dir();
+  const auto controller = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), DRAWBRIDGE_CONTROLLER_BIN);
+    return run_host(args);
+  };
+  ASSERT_RAN(controller({"keygen", "--out", dir + "/provider"}));
+  ASSERT_RAN(controller({"keygen", "--out", dir + "/intruder"}));
+  std::string pub;
+  std::ifstream(dir + "/provider.pub") >> pub;
+  lab_->write_file("trust.toml", "site = \"lab\"\nprovider_keys = [\"" + pub + "\"]\n");
+  const std::string bundle = dir + "/current.bundle";
+  lab_->write_file("enforcer.toml", "policy = \"" + bundle + "\"\ntrust = \"" + dir +
+                                        "/trust.toml\"\nstate_dir = \"" + state_dir_ + "\"\n");
+  const auto policy = write_policy({.serial = 2, .links = {rdp_always()}}, "v2.toml");
+  ASSERT_RAN(controller({"sign", policy, "--key", dir + "/provider", "--out", bundle}));
+  ASSERT_RAN(lab_->enforcer({"apply", "--config", dir + "/enforcer.toml"}));
+  ASSERT_TRUE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"));
+  ASSERT_TRUE(fs::exists(state_dir_ + "/drawbridge.closed.json"));
+
+  // "Reboot" into a state where no bundle is usable: the configured one is signed by a key the
+  // trust file does not name, and the stored one is gone.
+  ASSERT_RAN(flush());
+  ASSERT_RAN(controller({"sign", policy, "--key", dir + "/intruder", "--out", bundle}));
+  fs::remove(state_dir_ + "/accepted.bundle");
+  auto daemon = lab_->spawn_enforcer({"run", "--config", dir + "/enforcer.toml"});
+  const auto exit = daemon.wait(10s);
+  EXPECT_EQ(exit.exit_code, 1) << daemon.err();
+  EXPECT_NE(daemon.err().find("cold start"), std::string::npos) << daemon.err();
+  ASSERT_TRUE(table_exists()) << "a cold start left the gateway without a table: " << daemon.err();
+  EXPECT_FALSE(lab_->probe(addr::kAcme, addr::kServer, "tcp/3389"))
+      << "the provider's link is open although no policy could be loaded";
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22")) << "the guard is open";
+  EXPECT_TRUE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/8080"))
+      << "the closed table dropped traffic to a service no policy mentions";
+  EXPECT_NE(list_table("drawbridge").find("drawbridge:starting:gateway"), std::string::npos);
+
+  // With a usable (newer) bundle again, the next start replaces the closed table with it.
+  const auto newer = write_policy({.serial = 3, .links = {rdp_always()}}, "v3.toml");
+  ASSERT_RAN(controller({"sign", newer, "--key", dir + "/provider", "--out", bundle}));
+  auto again = lab_->spawn_enforcer({"run", "--config", dir + "/enforcer.toml"});
+  EXPECT_TRUE(lab_->probe_until(true, addr::kAcme, addr::kServer, "tcp/3389", SysClock::now() + 5s))
+      << again.err();
+  EXPECT_FALSE(lab_->probe(addr::kAttacker, addr::kServer, "tcp/22"));
+}
+
 // The customer's break-glass: closes provider access at once, holds against a new policy and a
 // running daemon's window edges, survives a restart, and ends only on release.
 TEST_F(EnforcementTest, LockdownClosesEverythingUntilReleased) {

@@ -1101,6 +1101,39 @@ TEST(CompileAdvance, RefusesWhenALockdownBeginsOrEnds) {
   EXPECT_FALSE(advance(during, p, utc(2026, 11, 26, 16), locked));  // it has ended
 }
 
+// What a cold start commits first: the plan's linked services and guarded ports, closed to
+// everyone, and nothing that could accept a packet.
+TEST(CompileClosedSkeleton, ClosesTheLinkedServicesAndTheGuardAndOpensNothing) {
+  const Policy policy = load("clinic-east.toml");
+  const RulesetPlan plan = compile_at(policy, utc(2026, 11, 26, 15));
+  const ClosedSkeleton k = skeleton_of(plan);
+  EXPECT_EQ(k.linked_v4.size(), plan.set("linked_v4")->elements.size());
+  EXPECT_EQ(k.guarded.size(), 4u);
+  for (const auto& e : k.linked_v4) EXPECT_FALSE(e.verdict.has_value());
+
+  const RulesetPlan closed = closed_plan(k, "clinic-east", utc(2026, 11, 26, 15), CompileOptions{});
+  EXPECT_EQ(closed.fingerprint, plan_fingerprint(closed));
+  EXPECT_NE(closed.fingerprint, plan.fingerprint);
+  Strings keys;
+  for (const auto& e : closed.set("linked_v4")->elements) keys.push_back(element_str(e));
+  EXPECT_EQ(keys, (Strings{"10.20.0.0/28 tcp/3389", "10.20.0.0/28 udp/3389"}));
+  EXPECT_EQ(closed.set("providers_v4"), nullptr);
+  for (const auto& c : closed.chains) {
+    for (const auto& r : c.rules) {
+      if (!r.verdict || r.verdict->kind != Verdict::Kind::accept) continue;
+      // Only the base chains' ND and own-reply rules accept, as in every plan.
+      EXPECT_TRUE(c.hook.has_value()) << c.name;
+    }
+  }
+  const ChainPlan* gate = closed.chain("gate");
+  ASSERT_NE(gate, nullptr);
+  ASSERT_EQ(gate->rules.size(), 3u);
+  for (const auto& r : gate->rules) {
+    EXPECT_EQ(r.log_prefix, std::optional<std::string>("drawbridge:starting:gateway"));
+    EXPECT_EQ(r.verdict, (Verdict{Verdict::Kind::drop, {}}));
+  }
+}
+
 // Lockdown closes every window and grant whatever the policy says, and says so in the logs.
 TEST(CompileLockdown, NoOpenElementsAndClosedLinksLogLockdown) {
   const Policy p = inline_policy(R"(
