@@ -7,8 +7,22 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace drawbridge {
+
+Result<std::optional<std::string>> read_file_if_exists(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<std::string>{};
+    return make_error("cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return make_error("cannot read " + path + ": " + std::strerror(errno));
+  return std::optional<std::string>{std::move(text).str()};
+}
 
 Result<void> write_file_atomically(const std::string& path, std::string_view content) {
   const std::filesystem::path target(path);

@@ -3,6 +3,7 @@
 // directory. Used for state records (enforcer) and bundles (controller).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,5 +14,8 @@ namespace drawbridge {
 // Creates missing parent directories. The file gets mode 0644: what is written this way is
 // state or signed bundles, not secrets.
 Result<void> write_file_atomically(const std::string& path, std::string_view content);
+
+// A small file's whole content (a state record, a config); nullopt when it does not exist.
+Result<std::optional<std::string>> read_file_if_exists(const std::string& path);
 
 }  // namespace drawbridge

@@ -39,15 +39,11 @@ Result<void> save_applied(const std::string& state_dir, const AppliedState& s) {
 Result<std::optional<AppliedState>> load_applied(const std::string& state_dir,
                                                  const std::string& table) {
   const auto path = state_path(state_dir, table);
-  std::ifstream in(path);
-  if (!in) {
-    if (errno == ENOENT) return std::optional<AppliedState>{};
-    return sys_error("cannot read", path);
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
+  auto text = read_file_if_exists(path);
+  if (!text.ok()) return text.error();
+  if (!*text) return std::optional<AppliedState>{};
   try {
-    const auto j = nlohmann::json::parse(ss.str());
+    const auto j = nlohmann::json::parse(**text);
     AppliedState s;
     s.table = j.at("table").get<std::string>();
     s.site = j.at("site").get<std::string>();
@@ -122,15 +118,11 @@ Result<void> save_closed_skeleton(const std::string& state_dir, const std::strin
 Result<std::optional<ClosedSkeleton>> load_closed_skeleton(const std::string& state_dir,
                                                            const std::string& table) {
   const auto path = skeleton_path(state_dir, table);
-  std::ifstream in(path);
-  if (!in) {
-    if (errno == ENOENT) return std::optional<ClosedSkeleton>{};
-    return sys_error("cannot read", path);
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
+  auto text = read_file_if_exists(path);
+  if (!text.ok()) return text.error();
+  if (!*text) return std::optional<ClosedSkeleton>{};
   try {
-    const auto j = nlohmann::json::parse(ss.str());
+    const auto j = nlohmann::json::parse(**text);
     ClosedSkeleton k;
     auto v4 = elements_from(j.at("linked_v4"), Family::v4);
     auto v6 = elements_from(j.at("linked_v6"), Family::v6);

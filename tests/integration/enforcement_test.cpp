@@ -220,6 +220,24 @@ class EnforcementTest : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     return lab_->enforcer(args);
   }
+  // A gateway as deployed: a provider key pair ("provider") and another ("intruder") made by
+  // the controller, a trust file naming only the provider's key for site "lab", and
+  // enforcer.toml whose policy is <temp>/current.bundle. Returns the config's path.
+  std::string signed_bundle_gateway() {
+    const std::string dir = lab_->temp_dir();
+    EXPECT_TRUE(controller({"keygen", "--out", dir + "/provider"}).ok());
+    EXPECT_TRUE(controller({"keygen", "--out", dir + "/intruder"}).ok());
+    std::string pub;
+    std::ifstream(dir + "/provider.pub") >> pub;
+    lab_->write_file("trust.toml", "site = \"lab\"\nprovider_keys = [\"" + pub + "\"]\n");
+    return lab_->write_file("enforcer.toml", "policy = \"" + dir + "/current.bundle\"\ntrust = \"" +
+                                                 dir + "/trust.toml\"\nstate_dir = \"" +
+                                                 state_dir_ + "\"\n");
+  }
+  RunResult controller(std::vector<std::string> args) {
+    args.insert(args.begin(), DRAWBRIDGE_CONTROLLER_BIN);
+    return run_host(args);
+  }
   Process start_daemon(const std::string& policy) {
     return lab_->spawn_enforcer({"run", "--policy", policy, "--state-dir", state_dir_});
   }
@@ -680,17 +698,8 @@ TEST_F(EnforcementTest, CeilingBoundsProviderOnlyBundlesAndTheCustomerCanLiftIt)
 // daemon protects from the bundle it accepted last.
 TEST_F(EnforcementTest, DaemonBootsFromTheStoredBundle) {
   const std::string dir = lab_->temp_dir();
-  const auto controller = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), DRAWBRIDGE_CONTROLLER_BIN);
-    return run_host(args);
-  };
-  ASSERT_RAN(controller({"keygen", "--out", dir + "/provider"}));
-  std::string pub;
-  std::ifstream(dir + "/provider.pub") >> pub;
-  lab_->write_file("trust.toml", "site = \"lab\"\nprovider_keys = [\"" + pub + "\"]\n");
+  signed_bundle_gateway();
   const std::string bundle = dir + "/current.bundle";
-  lab_->write_file("enforcer.toml", "policy = \"" + bundle + "\"\ntrust = \"" + dir +
-                                        "/trust.toml\"\nstate_dir = \"" + state_dir_ + "\"\n");
   const auto old_policy = write_policy({.serial = 1, .links = {}}, "v1.toml");
   ASSERT_RAN(
       controller({"sign", old_policy, "--key", dir + "/provider", "--out", dir + "/v1.bundle"}));
@@ -726,18 +735,8 @@ TEST_F(EnforcementTest, DaemonBootsFromTheStoredBundle) {
 // traffic to services no policy mentions still passes (restrict only).
 TEST_F(EnforcementTest, ColdStartIsClosedBeforeThePolicyLoadsAndStaysClosedIfItCannot) {
   const std::string dir = lab_->temp_dir();
-  const auto controller = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), DRAWBRIDGE_CONTROLLER_BIN);
-    return run_host(args);
-  };
-  ASSERT_RAN(controller({"keygen", "--out", dir + "/provider"}));
-  ASSERT_RAN(controller({"keygen", "--out", dir + "/intruder"}));
-  std::string pub;
-  std::ifstream(dir + "/provider.pub") >> pub;
-  lab_->write_file("trust.toml", "site = \"lab\"\nprovider_keys = [\"" + pub + "\"]\n");
+  signed_bundle_gateway();
   const std::string bundle = dir + "/current.bundle";
-  lab_->write_file("enforcer.toml", "policy = \"" + bundle + "\"\ntrust = \"" + dir +
-                                        "/trust.toml\"\nstate_dir = \"" + state_dir_ + "\"\n");
   const auto policy = write_policy({.serial = 2, .links = {rdp_always()}}, "v2.toml");
   ASSERT_RAN(controller({"sign", policy, "--key", dir + "/provider", "--out", bundle}));
   ASSERT_RAN(lab_->enforcer({"apply", "--config", dir + "/enforcer.toml"}));
