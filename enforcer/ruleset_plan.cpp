@@ -194,7 +194,7 @@ class Compiler {
     if (probe.expired != plan.expired || probe.locked_down != plan.locked_down) return false;
     for (std::size_t j = 0; j < policy_.links.size(); ++j) {
       for (Family f : kFamilies) {
-        const std::string name = "l" + std::to_string(j + 1) + "_open" + fam_suffix(f);
+        const std::string name = open_set_name(j, f);
         auto it = std::find_if(plan.sets.begin(), plan.sets.end(),
                                [&](const SetPlan& s) { return s.name == name; });
         if (it == plan.sets.end()) continue;
@@ -211,13 +211,21 @@ class Compiler {
   void set_instant(RulesetPlan& plan) const {
     plan.compiled_at = now_;
     plan.expired = policy_.expires && now_ >= *policy_.expires;
-    plan.locked_down = opt_.lockdown_until && now_ < *opt_.lockdown_until;
+    plan.locked_down = locked_down();
     plan.openings.clear();
     for (const auto& link : policy_.links) {
-      if (plan.locked_down) break;
-      auto o = openings_at(policy_, link, now_);
+      auto o = openings(link);
       plan.openings.insert(plan.openings.end(), o.begin(), o.end());
     }
+  }
+
+  // Link j's open windows (0-based j; the name is 1-based like its chains).
+  static std::string open_set_name(std::size_t j, Family f) {
+    return "l" + std::to_string(j + 1) + "_open" + fam_suffix(f);
+  }
+
+  [[nodiscard]] bool locked_down() const {
+    return opt_.lockdown_until && now_ < *opt_.lockdown_until;
   }
 
   // The per-source log rate (CompileOptions::log_rate_per_source). Every logging rule becomes
@@ -291,7 +299,7 @@ class Compiler {
   }
 
   std::vector<Opening> openings(const Link& link) const {
-    if (opt_.lockdown_until && now_ < *opt_.lockdown_until) return {};
+    if (locked_down()) return {};
     return openings_at(policy_, link, now_);
   }
 
@@ -385,12 +393,7 @@ class Compiler {
           // jumps to a chain makes the kernel re-validate every chain and verdict map of the
           // table (the provider maps with all their prefixes) at commit, so a window edge would
           // cost O(policy). Elements without verdicts are checked on their own.
-          SetPlan open{"l" + std::to_string(j + 1) + "_open" + fam_suffix(f),
-                       KeyShape::address_service,
-                       f,
-                       false,
-                       true,
-                       {}};
+          SetPlan open{open_set_name(j, f), KeyShape::address_service, f, false, true, {}};
           open.elements = open_elements(link, f);
           const Verdict to_allow = go_to(names_.link_chain[j] + "_allow");
           auto fwd = lookup(f, {host_forward, Field::l4proto, Field::dport}, open.name, false);

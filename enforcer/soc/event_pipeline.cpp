@@ -565,14 +565,7 @@ void EventPipeline::account(const LogCounterReading& reading, const Policy* poli
   im.report_loss(policy, now);
   im.flush_batch();
   // Saved for the next run only when a count moved: an idle gateway does not rewrite the file.
-  const auto same = [](const LogCounterReading& a, const LogCounterReading& b) {
-    return std::equal(a.rules.begin(), a.rules.end(), b.rules.begin(), b.rules.end(),
-                      [](const LogRuleCount& x, const LogRuleCount& y) {
-                        return x.handle == y.handle && x.packets == y.packets &&
-                               x.rate_limited == y.rate_limited && x.prefix == y.prefix;
-                      });
-  };
-  if (!im.counters_saved || !same(*im.counters_saved, reading)) {
+  if (!im.counters_saved || im.counters_saved->rules != reading.rules) {
     if (write_file_atomically(im.counters_path(), encode_saved_log_counters({reading, false}))) {
       im.counters_saved = reading;
     }

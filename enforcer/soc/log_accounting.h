@@ -39,6 +39,7 @@ struct LogRuleCount {
   // the per-source log rate (RulePlan::rate_limited); otherwise the rule logs.
   bool rate_limited = false;
   std::string prefix;  // the NFLOG prefix of a logging rule; of the deny point otherwise
+  bool operator==(const LogRuleCount&) const = default;
 };
 
 struct LogCounterReading {
